@@ -1,0 +1,3 @@
+from knowra_worker.cli import main
+
+main()

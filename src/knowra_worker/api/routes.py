@@ -1,0 +1,168 @@
+"""Routes under /worker. Each one validates, calls the store or the Celery client, answers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from knowra_worker.api.deps import InstanceDep, StoreDep, require_api_key
+from knowra_worker.errors import NotSupported, StoreUnavailable, TaskNotFound
+from knowra_worker.instance import Instance
+from knowra_worker.models import (
+    StartTaskRequest,
+    State,
+    TaskRef,
+    TaskResult,
+    TaskStatus,
+)
+from knowra_worker.paths import check_readable_file, resolve_allowed
+from knowra_worker.store import TaskStore
+from knowra_worker.worker.celery_app import TASK_NAME
+
+router = APIRouter(prefix="/worker", tags=["tasks"], dependencies=[Depends(require_api_key)])
+open_router = APIRouter(prefix="/worker", tags=["instance"])
+
+
+def _status(store: TaskStore, task_id: str) -> TaskStatus:
+    status = store.get_status(task_id)
+    if status is None:
+        raise TaskNotFound(f"no task {task_id!r}")
+    return status
+
+
+def _enqueue(inst: Instance, status: TaskStatus) -> None:
+    try:
+        inst.celery.send_task(
+            TASK_NAME, args=[status.task_id], queue=inst.settings.queues[0],
+            priority=9 - status.priority,
+        )
+    except Exception as exc:
+        raise StoreUnavailable(f"could not queue the task: {exc}") from exc
+
+
+@router.post("/start_task", status_code=202, response_model=TaskStatus)
+def start_task(req: StartTaskRequest, inst: InstanceDep, response: Response) -> TaskStatus:
+    """Queue a document for parsing. The same task_id with the same parameters is
+    idempotent (200 and the existing task); with other parameters it is 409."""
+    path = resolve_allowed(req.file_path, inst.settings.allowed_roots)
+    check_readable_file(path, req.file_path)
+    created, status = inst.store.create_task(req)
+    if not created:
+        response.status_code = 200
+    if status.state is State.QUEUED:
+        # A re-submission of a queued task re-sends its message: a lost one is healed,
+        # and a duplicate is harmless (the worker claims a task only once).
+        _enqueue(inst, status)
+    return status
+
+
+@router.get("/task_status", response_model=TaskStatus)
+def task_status(task_id: str, store: StoreDep) -> TaskStatus:
+    return _status(store, task_id)
+
+
+@router.get("/task_result", response_model=TaskResult)
+def task_result(
+    task_id: str,
+    store: StoreDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The task's chunks in seq order, a page at a time (complete once `succeeded`)."""
+    status = _status(store, task_id)
+    total, chunks = store.get_chunks(task_id, offset, limit)
+    return {"task_id": task_id, "kb_id": status.kb_id, "state": status.state,
+            "total": total, "offset": offset, "chunks": chunks}
+
+
+@router.get("/tasks", response_model=list[TaskStatus])
+def list_tasks(
+    store: StoreDep,
+    kb_id: str | None = None,
+    state: State | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[TaskStatus]:
+    """Tasks, newest first, optionally of one knowledge base and in one state."""
+    return store.list_tasks(kb_id=kb_id, state=state, limit=limit)
+
+
+def _not_yet(action: str) -> NotSupported:
+    return NotSupported(f"{action} is not supported yet by this version of the service")
+
+
+@router.post("/pause_task", response_model=TaskStatus)
+def pause_task(ref: TaskRef, store: StoreDep) -> TaskStatus:
+    _status(store, ref.task_id)
+    raise _not_yet("pause_task")
+
+
+@router.post("/resume_task", response_model=TaskStatus)
+def resume_task(ref: TaskRef, store: StoreDep) -> TaskStatus:
+    _status(store, ref.task_id)
+    raise _not_yet("resume_task")
+
+
+@router.post("/cancel_task", response_model=TaskStatus)
+def cancel_task(ref: TaskRef, store: StoreDep) -> TaskStatus:
+    _status(store, ref.task_id)
+    raise _not_yet("cancel_task")
+
+
+@router.get("/task_events")
+async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:
+    """Server-sent events: one `status` event per change of state or progress, until a
+    final state."""
+    first = await run_in_threadpool(_status, store, task_id)
+    return StreamingResponse(_events(store, first), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+async def _events(store: TaskStore, status: TaskStatus | None) -> AsyncIterator[str]:
+    last = None
+    while status is not None:
+        body = status.model_dump_json(exclude={"updated_at"})
+        if body != last:
+            last = body
+            yield f"event: status\ndata: {status.model_dump_json()}\n\n"
+        if status.state.is_final:
+            return
+        await asyncio.sleep(0.25)
+        status = await run_in_threadpool(store.get_status, status.task_id)
+
+
+@open_router.get("/heartbeat")
+def heartbeat(inst: InstanceDep) -> dict[str, Any]:
+    """Liveness of this instance, its broker and its Celery worker, and its load."""
+    try:
+        broker_ok = inst.store.ping()
+    except StoreUnavailable:
+        broker_ok = False
+    worker_ok = inst.worker_alive() or not inst.settings.embedded_worker
+    return {
+        "status": "ok" if broker_ok and worker_ok else "degraded",
+        "worker_id": inst.worker_id, "time": time.time(),
+        "broker": {**inst.broker.describe(), "ok": broker_ok},
+        "worker": {"embedded": inst.settings.embedded_worker, "alive": inst.worker_alive(),
+                   "pid": inst.worker.pid if inst.worker else None,
+                   "concurrency": inst.settings.concurrency},
+        "load": {"loadavg": list(os.getloadavg()), "cpus": os.cpu_count()},
+    }
+
+
+@open_router.get("/register")
+def register(inst: InstanceDep) -> dict[str, Any]:
+    """This instance's registration, as the cluster sees it in /worker/workers."""
+    return inst.registration()
+
+
+@open_router.get("/workers")
+def workers(store: StoreDep) -> list[dict[str, Any]]:
+    """Every live instance of the cluster."""
+    return store.list_instances()

@@ -1,0 +1,154 @@
+"""Command line: serve (API and its worker), worker (a Celery worker alone), parse (no server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+
+from knowra_worker import logs
+from knowra_worker.broker import StartupError
+from knowra_worker.errors import KnowraError
+from knowra_worker.models import CHUNK_SIZE_MAX, CHUNK_SIZE_MIN
+
+app = typer.Typer(add_completion=False, no_args_is_help=False,
+                  help="Knowra Worker: parse documents into chunks for knowledge bases.")
+
+
+def _die(message: str, code: int = 2) -> None:
+    typer.echo(f"knowra-worker: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            _die(f"port {port} on {host} is already in use; stop what uses it or pick "
+                 "another with --port (or KNOWRA_PORT)")
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="HTTP port [default: KNOWRA_PORT or 8001]")]
+    = None,
+    host: Annotated[str | None, typer.Option(help="Bind address [default: 0.0.0.0]")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Celery worker processes")] = None,
+) -> None:
+    """Run one instance: the HTTP API on --port and its own Celery worker."""
+    import uvicorn
+
+    from knowra_worker.instance import check_roots
+    from knowra_worker.main import create_app
+    from knowra_worker.settings import Settings
+
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"port": port, "host": host, "concurrency": concurrency}.items()
+        if v is not None
+    }
+    try:
+        settings = Settings(**overrides)
+        check_roots(settings)
+    except StartupError as exc:
+        _die(str(exc))
+    except ValueError as exc:
+        _die(f"invalid setting: {exc}")
+    _check_port(settings.host, settings.port)
+    logs.setup(settings.log_level)
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
+                            log_level=settings.log_level.lower(), log_config=None)
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="worker processes")] = None,
+) -> None:
+    """Run a Celery worker alone (no API), on KNOWRA_REDIS_URL or the local Redis."""
+    from knowra_worker.worker.celery_app import app as celery
+
+    args = ["worker", "--loglevel", os.environ.get("KNOWRA_LOG_LEVEL", "INFO")]
+    if concurrency:
+        args += ["--concurrency", str(concurrency)]
+    celery.worker_main(args)
+
+
+def _write_chunks(out: TextIO, chunks: list[dict[str, Any]]) -> None:
+    for chunk in chunks:
+        out.write(json.dumps(chunk, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def parse(
+    file: Annotated[Path, typer.Argument(help="the document to parse")],
+    chunk_size: Annotated[int, typer.Option(min=CHUNK_SIZE_MIN, max=CHUNK_SIZE_MAX)] = 1000,
+    chunk_overlap: Annotated[int, typer.Option(min=0)] = 200,
+    out: Annotated[Path | None, typer.Option(help="write chunks here (JSONL) "
+                                                  "instead of stdout")] = None,
+    progress: Annotated[bool, typer.Option(help="progress bar (on a terminal)")] = True,
+) -> None:
+    """Parse one local file without any server; chunks as JSON lines."""
+    from knowra_worker.pipeline import parse_file
+
+    if chunk_overlap >= chunk_size:
+        _die("--chunk-overlap must be smaller than --chunk-size")
+    sink = out.open("w", encoding="utf-8") if out else sys.stdout
+    show = progress and sys.stderr.isatty()
+    total = 0
+    try:
+        with _Progress(show, file.name) as bar:
+            for doc, unit, chunks in parse_file(file.resolve(), chunk_size, chunk_overlap):
+                _write_chunks(sink, chunks)
+                total += len(chunks)
+                bar.update(unit.index + 1, doc.units_total, doc.unit_name, total)
+    except KnowraError as exc:
+        _die(f"{exc.code}: {exc.message}", code=1)
+    finally:
+        if out:
+            sink.close()
+    typer.echo(f"{total} chunks from {file.name}", err=True)
+
+
+class _Progress:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, show: bool, name: str) -> None:
+        self.bar: Any = None
+        if show:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                transient=False)
+            self.task = self.bar.add_task(name, total=None, info="")
+
+    def __enter__(self) -> _Progress:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def update(self, done: int, total: int, unit: str, chunks: int) -> None:
+        if self.bar and done > 0:
+            self.bar.update(self.task, completed=done, total=max(total, done),
+                            info=f"{unit}s, {chunks} chunks")
+
+
+def main() -> None:
+    """`python -m knowra_worker` with no arguments serves, like `knowra-worker serve`."""
+    if len(sys.argv) == 1:
+        sys.argv.append("serve")
+    app(prog_name="knowra-worker")

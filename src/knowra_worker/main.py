@@ -1,0 +1,76 @@
+"""The FastAPI application: create_app(settings) and `app` for uvicorn.
+
+The lifespan owns the instance (broker, store, embedded Celery worker) and closes it on
+exit; a background loop keeps this instance's registration fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from prometheus_client import make_asgi_app
+from starlette.concurrency import run_in_threadpool
+
+from knowra_worker import __version__, logs
+from knowra_worker.api import errors
+from knowra_worker.api.routes import open_router, router
+from knowra_worker.broker import StartupError
+from knowra_worker.errors import TransientError
+from knowra_worker.instance import REGISTRATION_TTL_S, Instance
+from knowra_worker.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+async def _keep_registered(inst: Instance) -> None:
+    while True:
+        await asyncio.sleep(REGISTRATION_TTL_S / 3)
+        try:
+            await run_in_threadpool(inst.register)
+        except TransientError:
+            log.warning("could not refresh this instance's registration")
+        if inst.settings.embedded_worker and not inst.worker_alive():
+            log.error("the Celery worker of this instance has exited")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.setup(settings.log_level)
+        try:
+            inst = await run_in_threadpool(Instance.start, settings)
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            raise
+        app.state.instance = inst
+        loop = asyncio.create_task(_keep_registered(inst))
+        try:
+            yield
+        finally:
+            loop.cancel()
+            await run_in_threadpool(inst.stop)
+
+    app = FastAPI(
+        title="Knowra Worker",
+        version=__version__,
+        description="Parses documents into chunks for knowledge bases.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(router)
+    app.include_router(open_router)
+    app.mount("/metrics", make_asgi_app())
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn knowra_worker.main:app`: built on first access, not at import.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,142 @@
+"""Schemas of the HTTP API and of the task status, and the task state machine."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.RUNNING, State.PAUSED, State.CANCELLED, State.FAILED}),
+    State.RUNNING: frozenset(
+        {State.SUCCEEDED, State.FAILED, State.PAUSING, State.CANCELLING, State.QUEUED}
+    ),
+    State.PAUSING: frozenset({State.PAUSED, State.RUNNING, State.CANCELLING, State.FAILED}),
+    State.PAUSED: frozenset({State.QUEUED, State.CANCELLED}),
+    State.CANCELLING: frozenset({State.CANCELLED}),
+    State.SUCCEEDED: frozenset(),
+    State.FAILED: frozenset(),
+    State.CANCELLED: frozenset(),
+}
+
+CHUNK_SIZE_MIN, CHUNK_SIZE_MAX = 50, 100_000
+
+
+class StartTaskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:\-]+$")
+    file_path: str = Field(min_length=1, max_length=4096)
+    kb_id: str = Field(min_length=1, max_length=200)
+    chunk_size: int = Field(default=1000, ge=CHUNK_SIZE_MIN, le=CHUNK_SIZE_MAX)
+    chunk_overlap: int = Field(default=200, ge=0, le=CHUNK_SIZE_MAX)
+    callback_url: str | None = Field(default=None, max_length=2048)
+    priority: int = Field(default=5, ge=0, le=9)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> StartTaskRequest:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+
+class TaskRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1, max_length=200)
+
+
+class Progress(BaseModel):
+    percent: float = 0.0
+    units_done: int = 0
+    units_total: int = 0
+    unit: str = "unit"
+    chunks: int = 0
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class TaskStatus(BaseModel):
+    task_id: str
+    kb_id: str
+    state: State
+    progress: Progress
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    units_parsed: int = Field(
+        default=0, description="Units parsed over all attempts; a resumed task skips parsed ones."
+    )
+    worker_id: str | None = None
+    created_at: float
+    started_at: float | None = None
+    updated_at: float
+    finished_at: float | None = None
+    file_path: str
+    chunk_size: int
+    chunk_overlap: int
+    mime_type: str | None = None
+    priority: int = 5
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChunkMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kb_id: str
+    task_id: str
+    source: str
+    mime_type: str
+    page_start: int | None = None
+    page_end: int | None = None
+    headings: list[str] = Field(default_factory=list)
+    char_start: int
+    char_end: int
+    content_type: str = "text"
+
+
+class Chunk(BaseModel):
+    chunk_id: str
+    seq: int
+    text: str
+    metadata: ChunkMetadata
+
+
+class TaskResult(BaseModel):
+    task_id: str
+    kb_id: str
+    state: State
+    total: int
+    offset: int
+    chunks: list[Chunk]
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskStatus]
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo

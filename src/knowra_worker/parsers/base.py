@@ -1,0 +1,88 @@
+"""What every parser produces: a stream of units, each a list of blocks.
+
+A *unit* is the smallest piece of a document the pipeline checkpoints after: a PDF page, a
+slide, a sheet (or a block of rows), a bounded run of paragraphs for flow formats. A parser
+must be able to start at any unit index (`units(start)`) so that a resumed task does not
+parse the units before its checkpoint again, and must hold at most one unit (plus the
+parser's own bounded state) in memory at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+
+class BlockKind(StrEnum):
+    HEADING = "heading"
+    PARAGRAPH = "paragraph"
+    LIST = "list"
+    TABLE = "table"
+    CODE = "code"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    kind: BlockKind
+    text: str
+    page: int | None = None  # 1-based page number, paginated formats only
+    level: int = 0  # heading level 1..6 for headings, 0 otherwise
+
+
+@dataclass(slots=True)
+class Unit:
+    index: int  # 0-based position in the document's unit stream
+    blocks: list[Block] = field(default_factory=list)
+
+
+class Document(Protocol):
+    """An opened document. Close it (or use it as a context manager) when done."""
+
+    mime_type: str
+    unit_name: str  # "page", "slide", "sheet", "section"
+    units_total: int  # exact for paginated formats, an estimate (>= 1) elsewhere
+    units_total_exact: bool
+
+    def units(self, start: int = 0) -> Iterator[Unit]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Document: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Parser(Protocol):
+    """Opens one format. Raises errors.CorruptFile, EncryptedFile, EmptyDocument as fits."""
+
+    mime_types: tuple[str, ...]
+
+    def open(self, path: Path, mime_type: str) -> Document: ...
+
+
+class BaseDocument:
+    """Context-manager plumbing shared by the concrete documents (a helper, not a contract).
+
+    Subclasses set the `Document` attributes and implement `units`; they override `close`
+    when they hold resources.
+    """
+
+    mime_type: str
+    unit_name: str
+    units_total: int
+    units_total_exact: bool
+
+    def units(self, start: int = 0) -> Iterator[Unit]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the document holds; safe to call more than once."""
+
+    def __enter__(self) -> BaseDocument:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,342 @@
+"""File type detection by content: magic bytes first, the file name's extension second.
+
+`detect_type(path)` answers a MIME type for any readable, non-empty file; whether a parser
+exists for it is the registry's business. It raises only for what is certain from the bytes
+alone: an empty file (EmptyDocument) and a password-protected Office file (EncryptedFile).
+
+Order of checks:
+1. PDF header (`%PDF-`), at the start or, as pdfium tolerates, after junk within 1 KB;
+2. ZIP containers, told apart by their entries (DOCX, PPTX, XLSX, ODF, EPUB, ...);
+3. OLE2 compound files (legacy .doc/.xls/.ppt/.msg, or encrypted OOXML);
+4. images and a few other well-known binary formats;
+5. text: it must decode (BOM, UTF-8, charset-normalizer) to something that looks like text;
+   then HTML by sniffing, and the extension chooses Markdown, CSV/TSV or plain text.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from knowra_worker.errors import CorruptFile, EmptyDocument, EncryptedFile
+from knowra_worker.parsers._common import io_error
+from knowra_worker.parsers._encoding import (
+    SAMPLE_SIZE,
+    decode_sample,
+    sniff_encoding,
+)
+
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+HTML = "text/html"
+MARKDOWN = "text/markdown"
+PLAIN = "text/plain"
+CSV = "text/csv"
+TSV = "text/tab-separated-values"
+XML = "application/xml"
+ZIP = "application/zip"
+OLE = "application/x-ole-storage"
+BINARY = "application/octet-stream"
+
+# Human-readable names for messages, and the extensions each type normally has.
+TYPE_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    PDF: ("PDF document", (".pdf",)),
+    DOCX: ("Word document", (".docx",)),
+    PPTX: ("PowerPoint presentation", (".pptx",)),
+    XLSX: ("Excel workbook", (".xlsx",)),
+    HTML: ("HTML page", (".html", ".htm", ".xhtml")),
+    MARKDOWN: ("Markdown text", (".md", ".markdown")),
+    PLAIN: ("plain text", (".txt",)),
+    CSV: ("CSV table", (".csv",)),
+    TSV: ("TSV table", (".tsv",)),
+    XML: ("XML document", (".xml",)),
+    ZIP: ("ZIP archive", (".zip",)),
+    OLE: ("OLE2 compound file", ()),
+    BINARY: ("binary data of no known document type", ()),
+    "application/msword": ("legacy Word 97-2003 document", (".doc",)),
+    "application/vnd.ms-excel": ("legacy Excel 97-2003 workbook", (".xls",)),
+    "application/vnd.ms-powerpoint": ("legacy PowerPoint 97-2003 presentation", (".ppt",)),
+    "application/vnd.ms-outlook": ("Outlook message", (".msg",)),
+    "application/vnd.ms-word.document.macroEnabled.12": ("macro-enabled Word document", (".docm",)),
+    "application/vnd.ms-excel.sheet.macroEnabled.12": ("macro-enabled Excel workbook", (".xlsm",)),
+    "application/vnd.ms-powerpoint.presentation.macroEnabled.12": (
+        "macro-enabled PowerPoint presentation",
+        (".pptm",),
+    ),
+    "application/vnd.oasis.opendocument.text": ("OpenDocument text", (".odt",)),
+    "application/vnd.oasis.opendocument.spreadsheet": ("OpenDocument spreadsheet", (".ods",)),
+    "application/vnd.oasis.opendocument.presentation": ("OpenDocument presentation", (".odp",)),
+    "application/epub+zip": ("EPUB e-book", (".epub",)),
+    "application/rtf": ("RTF document", (".rtf",)),
+    "application/postscript": ("PostScript document", (".ps", ".eps")),
+    "application/gzip": ("gzip archive", (".gz",)),
+    "application/x-7z-compressed": ("7-Zip archive", (".7z",)),
+    "application/vnd.rar": ("RAR archive", (".rar",)),
+    "application/x-xz": ("xz archive", (".xz",)),
+    "image/png": ("PNG image", (".png",)),
+    "image/jpeg": ("JPEG image", (".jpg", ".jpeg")),
+    "image/gif": ("GIF image", (".gif",)),
+    "image/tiff": ("TIFF image", (".tif", ".tiff")),
+    "image/webp": ("WebP image", (".webp",)),
+    "image/bmp": ("BMP image", (".bmp",)),
+    "image/heic": ("HEIC image", (".heic", ".heif")),
+    "image/avif": ("AVIF image", (".avif",)),
+    "image/svg+xml": ("SVG image", (".svg",)),
+    "video/mp4": ("MP4/QuickTime media file", (".mp4", ".m4a", ".mov")),
+    "audio/wav": ("WAV audio", (".wav",)),
+    "audio/mpeg": ("MP3 audio", (".mp3",)),
+    "audio/ogg": ("Ogg media file", (".ogg", ".oga", ".opus")),
+    "audio/flac": ("FLAC audio", (".flac",)),
+}
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+    (b"{\\rtf", "application/rtf"),
+    (b"%!PS", "application/postscript"),
+    (b"\x1f\x8b", "application/gzip"),
+    (b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
+    (b"Rar!\x1a\x07", "application/vnd.rar"),
+    (b"\xfd7zXZ\x00", "application/x-xz"),
+    (b"ID3", "audio/mpeg"),
+    (b"OggS", "audio/ogg"),
+    (b"fLaC", "audio/flac"),
+)
+_RIFF_TYPES = {b"WEBP": "image/webp", b"WAVE": "audio/wav"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
+_BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_OLE_SCAN = 64 * 1024
+_OLE_STREAMS: tuple[tuple[str, str], ...] = (
+    ("WordDocument", "application/msword"),
+    ("Workbook", "application/vnd.ms-excel"),
+    ("Book", "application/vnd.ms-excel"),
+    ("PowerPoint Document", "application/vnd.ms-powerpoint"),
+    ("__substg1.0_", "application/vnd.ms-outlook"),
+)
+
+# Main-part content types of the OOXML packages, from [Content_Types].xml.
+_OOXML_MAIN: tuple[tuple[str, str], ...] = (
+    ("wordprocessingml.document.main+xml", DOCX),
+    ("wordprocessingml.template.main+xml", DOCX),
+    ("ms-word.document.macroEnabled.main+xml", "application/vnd.ms-word.document.macroEnabled.12"),
+    ("presentationml.presentation.main+xml", PPTX),
+    ("presentationml.slideshow.main+xml", PPTX),
+    (
+        "ms-powerpoint.presentation.macroEnabled.main+xml",
+        "application/vnd.ms-powerpoint.presentation.macroEnabled.12",
+    ),
+    ("spreadsheetml.sheet.main+xml", XLSX),
+    ("spreadsheetml.template.main+xml", XLSX),
+    ("ms-excel.sheet.macroEnabled.main+xml", "application/vnd.ms-excel.sheet.macroEnabled.12"),
+)
+_OOXML_DIRS = (("word/", DOCX), ("ppt/", PPTX), ("xl/", XLSX))
+_OOXML_EXTENSIONS = {".docx": DOCX, ".pptx": PPTX, ".xlsx": XLSX}
+_MAX_CONTENT_TYPES = 1024 * 1024
+
+_TEXT_EXTENSIONS = {
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".csv": CSV,
+    ".tsv": TSV,
+    ".tab": TSV,
+    ".htm": HTML,
+    ".html": HTML,
+    ".xhtml": HTML,
+    ".txt": PLAIN,
+    ".text": PLAIN,
+}
+_STRONG_HTML = re.compile(r"<!doctype\s+html|<html[\s>]")
+_WEAK_HTML = re.compile(r"<(head|body|div|p|table|meta|title|h[1-6]|section|article|span)[\s>/]")
+_LEADING_COMMENTS = re.compile(r"^(\s*<!--.*?-->)*\s*", re.DOTALL)
+_SNIFF_CHARS = 1024
+
+
+def detect_type(path: Path) -> str:
+    """The MIME type of the file's content (see the module docstring for the rules)."""
+    head, size = _read_head(path)
+    if size == 0:
+        raise EmptyDocument("the file is empty (0 bytes)")
+    extension = path.suffix.lower()
+    if _is_pdf(head, path, extension):
+        return PDF
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _zip_type(path, extension)
+    if head.startswith(_OLE_MAGIC):
+        return _ole_type(path, head)
+    binary = _binary_type(head)
+    if binary is not None:
+        return binary
+    return _text_type(head, complete=size <= len(head), extension=extension)
+
+
+def type_name(mime_type: str) -> str:
+    """A human-readable name for a MIME type, for messages."""
+    if mime_type in TYPE_NAMES:
+        return TYPE_NAMES[mime_type][0]
+    if mime_type.startswith("image/"):
+        return "image"
+    return "file"
+
+
+def mismatch_note(mime_type: str, path: Path) -> str:
+    """A note when the content's type does not match the file name's extension, else ''."""
+    extension = path.suffix.lower()
+    expected = TYPE_NAMES.get(mime_type, ("", ()))[1]
+    if not extension or not expected or extension in expected:
+        return ""
+    return f" although its name ends in '{extension}'"
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def _read_head(path: Path) -> tuple[bytes, int]:
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(0)
+            return handle.read(SAMPLE_SIZE), size
+    except OSError as exc:
+        raise io_error(exc) from exc
+
+
+def _read_tail(path: Path, length: int) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - length))
+            return handle.read(length)
+    except OSError as exc:
+        raise io_error(exc) from exc
+
+
+# --- binary formats --------------------------------------------------------------------
+
+
+def _is_pdf(head: bytes, path: Path, extension: str) -> bool:
+    offset = head.find(b"%PDF-", 0, 1024)
+    if offset == 0:
+        return True
+    if offset < 0:
+        return False
+    # Junk before the header (pdfium accepts up to 1 KB): demand some other sign of a PDF.
+    return extension == ".pdf" or b"%%EOF" in _read_tail(path, 2048)
+
+
+def _zip_type(path: Path, extension: str) -> str:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if "[Content_Types].xml" in names:
+                info = archive.getinfo("[Content_Types].xml")
+                if info.file_size <= _MAX_CONTENT_TYPES:
+                    found = _ooxml_type(archive.read(info).decode("utf-8", "replace"))
+                    if found:
+                        return found
+            if "mimetype" in names:
+                return _declared_mimetype(archive)
+    except zipfile.BadZipFile:
+        # A damaged package: trust the extension so that its parser reports CORRUPT_FILE.
+        return _OOXML_EXTENSIONS.get(extension, ZIP)
+    except OSError as exc:
+        raise io_error(exc) from exc
+    except (RuntimeError, ValueError, NotImplementedError, EOFError) as exc:  # broken entries
+        raise CorruptFile(f"damaged ZIP container: {exc}") from exc
+    for prefix, mime_type in _OOXML_DIRS:
+        if any(name.startswith(prefix) for name in names):
+            return mime_type
+    return ZIP
+
+
+def _ooxml_type(content_types: str) -> str | None:
+    for marker, mime_type in _OOXML_MAIN:
+        if marker in content_types:
+            return mime_type
+    return None
+
+
+def _declared_mimetype(archive: zipfile.ZipFile) -> str:
+    """ODF and EPUB store their MIME type in a first entry called 'mimetype'."""
+    declared = archive.read("mimetype")[:200].decode("ascii", "replace").strip()
+    return declared if re.fullmatch(r"[\w.+-]+/[\w.+-]+", declared) else ZIP
+
+
+def _ole_type(path: Path, head: bytes) -> str:
+    """Legacy Office files and encrypted OOXML packages share the OLE2 container."""
+    # The directory entries (UTF-16LE stream names) sit near the start or near the end.
+    window = head[:_OLE_SCAN] + _read_tail(path, _OLE_SCAN)
+    if "EncryptedPackage".encode("utf-16-le") in window:
+        raise EncryptedFile(
+            "the file is a password-protected (encrypted) Office document; "
+            "remove the password and submit it again"
+        )
+    for stream, mime_type in _OLE_STREAMS:
+        if stream.encode("utf-16-le") in window:
+            return mime_type
+    return OLE
+
+
+def _binary_type(head: bytes) -> str | None:
+    for magic, mime_type in _MAGIC:
+        if head.startswith(magic):
+            return mime_type
+    if head[:4] == b"RIFF" and head[8:12] in _RIFF_TYPES:
+        return _RIFF_TYPES[head[8:12]]
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _HEIF_BRANDS:
+            return "image/heic"
+        return "image/avif" if brand in {b"avif", b"avis"} else "video/mp4"
+    if _is_bmp(head):
+        return "image/bmp"
+    return None
+
+
+def _is_bmp(head: bytes) -> bool:
+    if len(head) < 18 or head[:2] != b"BM":
+        return False
+    return int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES
+
+
+# --- text formats ----------------------------------------------------------------------
+
+
+def _text_type(head: bytes, *, complete: bool, extension: str) -> str:
+    encoding = sniff_encoding(head, complete=complete)
+    if encoding is None:
+        return BINARY
+    start = head[: 4 * _SNIFF_CHARS]
+    whole = complete and len(start) == len(head)
+    prefix = decode_sample(start, encoding, complete=whole)[: 2 * _SNIFF_CHARS]
+    prefix = _LEADING_COMMENTS.sub("", prefix.lstrip("\ufeff"), count=1).lower()
+    markup = _markup_type(prefix[:_SNIFF_CHARS], extension)
+    if markup is not None:
+        return markup
+    return _TEXT_EXTENSIONS.get(extension, PLAIN)
+
+
+def _markup_type(prefix: str, extension: str) -> str | None:
+    """HTML, XML or SVG from the first characters of a text file, if they say so."""
+    if prefix.startswith("<?xml"):
+        if _STRONG_HTML.search(prefix):
+            return HTML
+        if "<svg" in prefix:
+            return "image/svg+xml"
+        return HTML if extension in {".html", ".htm", ".xhtml"} else XML
+    if _STRONG_HTML.match(prefix):
+        return HTML
+    if prefix.startswith("<svg"):
+        return "image/svg+xml"
+    # Markdown and text files may well begin with a tag: trust their extension.
+    if extension not in _TEXT_EXTENSIONS and _WEAK_HTML.match(prefix):
+        return HTML
+    return None

@@ -1,0 +1,42 @@
+"""Every Redis key the service uses, in one place.
+
+    {p}task:{id}            hash: the task status, its parameters, epoch and checkpoint
+    {p}task:{id}:chunks     hash: seq -> chunk JSON
+    {p}lease:{id}           string with TTL: worker id holding the running task
+    {p}tasks                sorted set: task ids by creation time
+    {p}kb:{kb_id}:tasks     sorted set: a knowledge base's task ids by creation time
+    {p}instance:{worker_id} string with TTL: one live instance's registration (JSON)
+    {p}instances            sorted set: instance ids by last heartbeat
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "knowra:"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    def chunks(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}:chunks"
+
+    def lease(self, task_id: str) -> str:
+        return f"{self.prefix}lease:{task_id}"
+
+    @property
+    def tasks(self) -> str:
+        return f"{self.prefix}tasks"
+
+    def kb_tasks(self, kb_id: str) -> str:
+        return f"{self.prefix}kb:{kb_id}:tasks"
+
+    def instance(self, worker_id: str) -> str:
+        return f"{self.prefix}instance:{worker_id}"
+
+    @property
+    def instances(self) -> str:
+        return f"{self.prefix}instances"

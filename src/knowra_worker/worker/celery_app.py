@@ -1,0 +1,47 @@
+"""One Celery app, built from settings. `app` serves `celery -A knowra_worker.celery_app`.
+
+Broker and queue settings favour never losing a task: late acks, a task whose worker
+process died is rejected back to the queue, one message prefetched per process, JSON only.
+Celery's result backend is unused: task state lives in the TaskStore.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from knowra_worker.settings import Settings, get_settings
+
+TASK_NAME = "knowra.parse_document"
+VISIBILITY_TIMEOUT_S = 3600
+
+
+def create_celery(settings: Settings, broker_url: str | None = None) -> Celery:
+    url = broker_url or settings.redis_url or "redis://127.0.0.1:6379/0"
+    app = Celery("knowra_worker", broker=url, include=["knowra_worker.worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.queues[0],
+        task_create_missing_queues=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "priority_steps": list(range(10)),
+            "queue_order_strategy": "priority",
+            "global_keyprefix": f"{settings.key_prefix}celery:",
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+    )
+    return app
+
+
+app = create_celery(get_settings())

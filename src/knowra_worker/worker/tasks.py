@@ -1,0 +1,60 @@
+"""The Celery task: a thin adapter from a message (a task id) to the pipeline.
+
+Per-process resources (the Redis connection, the runner) are built in worker_process_init,
+never at import, and each pool process dies with its parent worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+from functools import lru_cache
+
+from celery import Task
+from celery.signals import worker_process_init
+
+from knowra_worker.pipeline import Outcome, TaskRunner
+from knowra_worker.procs import die_with_parent
+from knowra_worker.settings import get_settings
+from knowra_worker.store import Keys, TaskStore
+from knowra_worker.worker.celery_app import TASK_NAME, app
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return os.environ.get("KNOWRA_WORKER_ID") or f"{socket.gethostname()}-{os.getppid()}"
+
+
+@lru_cache(maxsize=1)
+def runner() -> TaskRunner:
+    settings = get_settings()
+    url = str(app.conf.broker_url)
+    store = TaskStore.from_url(url, Keys(settings.key_prefix), settings.result_ttl_seconds)
+    return TaskRunner(store, settings, worker_id())
+
+
+@worker_process_init.connect
+def _init_process(**_: object) -> None:
+    die_with_parent(signal.SIGKILL)
+    runner.cache_clear()
+    runner()
+
+
+def backoff_s(retries: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    settings = get_settings()
+    cap = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
+    return random.uniform(cap / 2, cap)
+
+
+@app.task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True,
+          max_retries=None)
+def parse_document(self: Task, task_id: str) -> str:
+    outcome = runner().run(task_id)
+    if outcome is Outcome.RETRY:
+        raise self.retry(countdown=backoff_s(self.request.retries))
+    return outcome.value
