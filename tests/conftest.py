@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from knowra_worker.broker import Broker, start_embedded
@@ -126,6 +126,7 @@ def service_env(tmp: Path, **extra: str) -> dict[str, str]:
         "KNOWRA_CONCURRENCY": "2",
         "KNOWRA_LOG_LEVEL": "INFO",
         "KNOWRA_SHUTDOWN_GRACE_S": "5",
+        "KNOWRA_MAX_FILE_SIZE_MB": "2",
     })
     env.update(extra)
     return env

@@ -7,7 +7,8 @@ one blank line ("\\n\\n"). Every chunk is an exact slice of that text:
 Rules (DESIGN.md "Chunks"):
 - no chunk is longer than ``chunk_size`` characters;
 - a heading starts a new section: the text before it is flushed, and no overlap crosses it.
-  Headings directly under one another (no body between, each deeper) stay together;
+  Headings directly under one another (no body between, each deeper) stay together. A
+  heading's level places it in the heading path: 0 is a document title, 1..9 headings;
 - a table is chunked on its own (``content_type`` "table"), preferring row boundaries;
 - inside a section, consecutive chunks share up to ``chunk_overlap`` characters, starting on
   a word boundary;
@@ -51,7 +52,7 @@ class ChunkerState:
     pending: str = ""  # text of the open section not yet emitted (may start with overlap)
     pending_start: int = 0  # offset of pending[0] in the extracted text
     pending_body: bool = False  # pending holds more than headings
-    pending_heading_level: int = 0  # level of the last heading in pending (0: none)
+    pending_heading_level: int = -1  # level of the last heading in pending (-1: none)
     page_marks: list[tuple[int, int | None]] = field(default_factory=list)  # (rel, page)
     headings: list[tuple[int, str]] = field(default_factory=list)  # (level, text) path
 
@@ -85,7 +86,7 @@ class Chunker:
             return []
         out: list[RawChunk] = []
         if block.kind is BlockKind.HEADING:
-            self._open_heading(block.level or 1, text, out)
+            self._open_heading(block.level, text, out)
         elif block.kind is BlockKind.TABLE:
             self._flush(out)
             self._append(text, block.page)
@@ -112,7 +113,7 @@ class Chunker:
 
     def _open_heading(self, level: int, text: str, out: list[RawChunk]) -> None:
         st = self.state
-        keeps_together = not st.pending_body and 0 < st.pending_heading_level < level
+        keeps_together = not st.pending_body and -1 < st.pending_heading_level < level
         if not keeps_together:
             self._flush(out)
         st.headings = [(lv, t) for lv, t in st.headings if lv < level] + [(level, text)]
@@ -140,7 +141,7 @@ class Chunker:
         if end > start:
             out.append(self._make_chunk(start, end, content_type))
         st.pending, st.page_marks = "", []
-        st.pending_body, st.pending_heading_level = False, 0
+        st.pending_body, st.pending_heading_level = False, -1
 
     # -- splitting ------------------------------------------------------------------------
 

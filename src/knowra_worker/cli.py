@@ -45,7 +45,7 @@ def serve(
     """Run one instance: the HTTP API on --port and its own Celery worker."""
     import uvicorn
 
-    from knowra_worker.instance import check_roots
+    from knowra_worker.instance import Instance
     from knowra_worker.main import create_app
     from knowra_worker.settings import Settings
 
@@ -55,17 +55,22 @@ def serve(
     }
     try:
         settings = Settings(**overrides)
-        check_roots(settings)
-    except StartupError as exc:
-        _die(str(exc))
     except ValueError as exc:
         _die(f"invalid setting: {exc}")
     _check_port(settings.host, settings.port)
     logs.setup(settings.log_level)
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_level=settings.log_level.lower(), log_config=None)
+    try:
+        instance = Instance.start(settings)
+    except StartupError as exc:
+        _die(str(exc))
+    config = uvicorn.Config(create_app(settings, instance), host=settings.host,
+                            port=settings.port, log_level=settings.log_level.lower(),
+                            log_config=None)
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    finally:
+        instance.stop()
     if not server.started:
         raise typer.Exit(1)
 
@@ -96,6 +101,8 @@ def parse(
     out: Annotated[Path | None, typer.Option(help="write chunks here (JSONL) "
                                                   "instead of stdout")] = None,
     progress: Annotated[bool, typer.Option(help="progress bar (on a terminal)")] = True,
+    task_id: Annotated[str, typer.Option(help="task id the chunk ids derive from")] = "local",
+    kb_id: Annotated[str, typer.Option(help="knowledge base id put in the metadata")] = "local",
 ) -> None:
     """Parse one local file without any server; chunks as JSON lines."""
     from knowra_worker.pipeline import parse_file
@@ -107,7 +114,8 @@ def parse(
     total = 0
     try:
         with _Progress(show, file.name) as bar:
-            for doc, unit, chunks in parse_file(file.resolve(), chunk_size, chunk_overlap):
+            for doc, unit, chunks in parse_file(
+                    file.resolve(), chunk_size, chunk_overlap, task_id, kb_id):
                 _write_chunks(sink, chunks)
                 total += len(chunks)
                 bar.update(unit.index + 1, doc.units_total, doc.unit_name, total)

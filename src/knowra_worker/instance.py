@@ -51,6 +51,7 @@ class Instance:
     worker_id: str
     started_at: float = field(default_factory=time.time)
     worker: subprocess.Popen[bytes] | None = None
+    stopped: bool = False
 
     @classmethod
     def start(cls, settings: Settings) -> Instance:
@@ -87,6 +88,10 @@ class Instance:
     def worker_alive(self) -> bool:
         return self.worker is not None and self.worker.poll() is None
 
+    def worker_ready(self) -> bool:
+        """The embedded Celery worker runs and has said it consumes."""
+        return self.worker_alive() and self.store.celery_ready(self.worker_id)
+
     def registration(self) -> dict[str, Any]:
         s = self.settings
         return {
@@ -102,6 +107,9 @@ class Instance:
         self.store.register_instance(self.worker_id, self.registration(), REGISTRATION_TTL_S)
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         if self.worker is not None:
             # Warm shutdown first: running tasks reach a unit boundary or are redelivered.
             procs.stop(self.worker, "Celery worker", grace_s=self.settings.shutdown_grace_s,

@@ -37,14 +37,16 @@ async def _keep_registered(inst: Instance) -> None:
             log.error("the Celery worker of this instance has exited")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, instance: Instance | None = None) -> FastAPI:
+    """The app; it starts its instance in the lifespan unless given one already started
+    (as `knowra-worker serve` does, to report start-up errors before serving)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.setup(settings.log_level)
         try:
-            inst = await run_in_threadpool(Instance.start, settings)
+            inst = instance or await run_in_threadpool(Instance.start, settings)
         except StartupError as exc:
             log.error("cannot start: %s", exc)
             raise

@@ -142,14 +142,16 @@ def heartbeat(inst: InstanceDep) -> dict[str, Any]:
     """Liveness of this instance, its broker and its Celery worker, and its load."""
     try:
         broker_ok = inst.store.ping()
+        ready = inst.worker_ready()
     except StoreUnavailable:
-        broker_ok = False
-    worker_ok = inst.worker_alive() or not inst.settings.embedded_worker
+        broker_ok = ready = False
+    worker_ok = ready or not inst.settings.embedded_worker
     return {
         "status": "ok" if broker_ok and worker_ok else "degraded",
         "worker_id": inst.worker_id, "time": time.time(),
         "broker": {**inst.broker.describe(), "ok": broker_ok},
         "worker": {"embedded": inst.settings.embedded_worker, "alive": inst.worker_alive(),
+                   "ready": ready,
                    "pid": inst.worker.pid if inst.worker else None,
                    "concurrency": inst.settings.concurrency},
         "load": {"loadavg": list(os.getloadavg()), "cpus": os.cpu_count()},

@@ -29,7 +29,7 @@ class Block:
     kind: BlockKind
     text: str
     page: int | None = None  # 1-based page number, paginated formats only
-    level: int = 0  # heading level 1..6 for headings, 0 otherwise
+    level: int = 0  # headings: 0 for a document title, 1..9 by depth; 0 for other blocks
 
 
 @dataclass(slots=True)

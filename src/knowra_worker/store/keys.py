@@ -6,6 +6,7 @@
     {p}tasks                sorted set: task ids by creation time
     {p}kb:{kb_id}:tasks     sorted set: a knowledge base's task ids by creation time
     {p}instance:{worker_id} string with TTL: one live instance's registration (JSON)
+    {p}instance:{worker_id}:celery  string: pid of the instance's Celery worker once ready
     {p}instances            sorted set: instance ids by last heartbeat
 """
 
@@ -36,6 +37,9 @@ class Keys:
 
     def instance(self, worker_id: str) -> str:
         return f"{self.prefix}instance:{worker_id}"
+
+    def celery_ready(self, worker_id: str) -> str:
+        return f"{self.prefix}instance:{worker_id}:celery"
 
     @property
     def instances(self) -> str:

@@ -236,7 +236,7 @@ class TaskStore:
     @_store_errors
     def unregister_instance(self, worker_id: str) -> None:
         with self._pipe() as pipe:
-            pipe.delete(self.keys.instance(worker_id))
+            pipe.delete(self.keys.instance(worker_id), self.keys.celery_ready(worker_id))
             pipe.zrem(self.keys.instances, worker_id)
 
     @_store_errors
@@ -247,6 +247,18 @@ class TaskStore:
         if gone:
             self.r.zrem(self.keys.instances, *gone)
         return [json.loads(v) for v in values if v is not None]
+
+    @_store_errors
+    def set_celery_ready(self, worker_id: str, pid: int | None) -> None:
+        """The Celery worker of an instance says it consumes (pid) or has stopped (None)."""
+        if pid is None:
+            self.r.delete(self.keys.celery_ready(worker_id))
+        else:
+            self.r.set(self.keys.celery_ready(worker_id), pid)
+
+    @_store_errors
+    def celery_ready(self, worker_id: str) -> bool:
+        return bool(self.r.exists(self.keys.celery_ready(worker_id)))
 
     @_store_errors
     def ping(self) -> bool:

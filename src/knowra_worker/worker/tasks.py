@@ -14,8 +14,9 @@ import socket
 from functools import lru_cache
 
 from celery import Task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from knowra_worker.errors import KnowraError
 from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.procs import die_with_parent
 from knowra_worker.settings import get_settings
@@ -31,10 +32,7 @@ def worker_id() -> str:
 
 @lru_cache(maxsize=1)
 def runner() -> TaskRunner:
-    settings = get_settings()
-    url = str(app.conf.broker_url)
-    store = TaskStore.from_url(url, Keys(settings.key_prefix), settings.result_ttl_seconds)
-    return TaskRunner(store, settings, worker_id())
+    return TaskRunner(_main_store(), get_settings(), worker_id())
 
 
 @worker_process_init.connect
@@ -42,6 +40,26 @@ def _init_process(**_: object) -> None:
     die_with_parent(signal.SIGKILL)
     runner.cache_clear()
     runner()
+
+
+@worker_ready.connect
+def _ready(**_: object) -> None:
+    # Only the worker's main process; the instance's heartbeat reports it ready from now on.
+    _main_store().set_celery_ready(worker_id(), os.getpid())
+
+
+@worker_shutdown.connect
+def _shutdown(**_: object) -> None:
+    try:
+        _main_store().set_celery_ready(worker_id(), None)
+    except KnowraError:
+        log.warning("could not record this worker's shutdown")
+
+
+def _main_store() -> TaskStore:
+    settings = get_settings()
+    return TaskStore.from_url(str(app.conf.broker_url), Keys(settings.key_prefix),
+                              settings.result_ttl_seconds)
 
 
 def backoff_s(retries: int) -> float:

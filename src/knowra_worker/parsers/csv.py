@@ -1,0 +1,93 @@
+"""CSV and TSV tables, read as a stream: each unit is one TABLE block of up to 200 rows.
+
+The encoding is detected as for plain text; the delimiter is tab for .tsv/.tab files and
+otherwise sniffed from the first lines among comma, semicolon, tab and pipe (comma when in
+doubt). Each row becomes one line, its cells stripped, newlines inside a cell flattened and
+joined with " | "; empty rows are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from knowra_worker.parsers._common import (
+    FlowDocument,
+    UnitLimits,
+    estimate_units,
+    io_error,
+    strip_controls,
+)
+from knowra_worker.parsers._encoding import file_encoding, open_text
+from knowra_worker.parsers.base import Block, BlockKind
+
+ROWS_PER_UNIT = 200
+_LIMITS = UnitLimits(max_chars=32_000, max_blocks=1, section_chars=0)
+_SNIFF_CHARS = 16 * 1024
+_DELIMITERS = ",;\t|"
+_TAB_EXTENSIONS = {".tsv", ".tab"}
+
+
+class CsvParser:
+    mime_types = ("text/csv", "text/tab-separated-values")
+
+    def open(self, path: Path, mime_type: str) -> CsvDocument:
+        return CsvDocument(path, mime_type)
+
+
+class CsvDocument(FlowDocument):
+    format_label = "CSV file"
+    limits = _LIMITS
+
+    def __init__(self, path: Path, mime_type: str) -> None:
+        self.path = path
+        self.encoding = file_encoding(path)
+        self.delimiter = self._delimiter(path, mime_type)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise io_error(exc) from exc
+        super().__init__(mime_type, estimate_units(size, _LIMITS.max_chars))
+
+    def iter_blocks(self) -> Iterator[Block]:
+        with open_text(self.path, self.encoding, newline="") as stream:
+            lines: list[str] = []
+            size = 0
+            for row in csv.reader(stream, delimiter=self.delimiter):
+                line = row_line(row)
+                if not line:
+                    continue
+                if lines and (len(lines) >= ROWS_PER_UNIT or size + len(line) > _LIMITS.max_chars):
+                    yield Block(BlockKind.TABLE, "\n".join(lines))
+                    lines, size = [], 0
+                lines.append(line)
+                size += len(line) + 1
+            if lines:
+                yield Block(BlockKind.TABLE, "\n".join(lines))
+
+    def _delimiter(self, path: Path, mime_type: str) -> str:
+        if mime_type == "text/tab-separated-values" or path.suffix.lower() in _TAB_EXTENSIONS:
+            return "\t"
+        with open_text(path, self.encoding, newline="") as stream:
+            sample = stream.read(_SNIFF_CHARS)
+        return sniff_delimiter(sample)
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The most likely delimiter of a CSV sample (comma when the sniffer cannot tell)."""
+    cut = sample.rfind("\n")
+    if cut > 0:
+        sample = sample[:cut]  # whole lines only
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def row_line(row: list[str]) -> str:
+    """A row as one line: cells stripped and joined with " | ", trailing empty cells dropped."""
+    cells = [" ".join(strip_controls(cell).split()) for cell in row]
+    while cells and not cells[-1]:
+        cells.pop()
+    return " | ".join(cells)

@@ -1,0 +1,124 @@
+"""Excel workbooks (.xlsx) through openpyxl in read-only (streaming) mode.
+
+Each worksheet starts with a HEADING (level 1) holding the sheet's name, followed by TABLE
+blocks of up to 200 non-empty rows, one line per row with cells joined by " | " (trailing
+empty cells dropped, cached formula results rather than formulas). A unit is a sheet, or a
+run of 200 rows of a longer sheet, so memory stays bounded; `units_total` is estimated from
+the sheets' declared dimensions. Chart sheets have no cells and are skipped.
+
+openpyxl warns about workbook features it does not read (data validation, conditional
+formatting extensions, ...); those UserWarnings are silenced around its calls only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+
+from knowra_worker.parsers._common import FlowDocument, UnitLimits, translate_errors
+from knowra_worker.parsers.base import Block, BlockKind
+
+ROWS_PER_BLOCK = 200
+_MAX_BLOCK_CHARS = 30_000
+# A heading and one table block per unit; every heading (a new sheet) starts a unit.
+_LIMITS = UnitLimits(max_chars=32_000, max_blocks=2, section_chars=0)
+
+
+class XlsxParser:
+    mime_types = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
+
+    def open(self, path: Path, mime_type: str) -> XlsxDocument:
+        return XlsxDocument(path, mime_type)
+
+
+class XlsxDocument(FlowDocument):
+    unit_name = "sheet"
+    format_label = "XLSX file"
+    limits = _LIMITS
+
+    def __init__(self, path: Path, mime_type: str) -> None:
+        with translate_errors(self.format_label), _quiet():
+            self._workbook = openpyxl.load_workbook(
+                path, read_only=True, data_only=True, keep_links=False
+            )
+            estimate = sum(_sheet_units(sheet) for sheet in self._workbook.worksheets)
+        super().__init__(mime_type, estimate)
+
+    def iter_blocks(self) -> Iterator[Block]:
+        for sheet in self._workbook.worksheets:
+            yield Block(BlockKind.HEADING, " ".join(str(sheet.title).split()) or "Sheet", level=1)
+            yield from _sheet_blocks(sheet)
+
+    def close(self) -> None:
+        workbook, self._workbook = self._workbook, None
+        if workbook is not None:
+            with _quiet():
+                workbook.close()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence openpyxl's UserWarnings about features it drops (scoped, not global)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"openpyxl(\.|$)")
+        yield
+
+
+def _sheet_units(sheet: Any) -> int:
+    max_row = sheet.max_row if isinstance(sheet.max_row, int) else 0
+    return max(1, math.ceil(max_row / ROWS_PER_BLOCK))
+
+
+def _sheet_blocks(sheet: Any) -> Iterator[Block]:
+    """TABLE blocks of the sheet's non-empty rows, read ROWS_PER_BLOCK rows at a time."""
+    rows = sheet.iter_rows(values_only=True)
+    while True:
+        lines = _read_lines(rows)
+        if lines is None:
+            return
+        if lines:
+            yield Block(BlockKind.TABLE, "\n".join(lines))
+
+
+def _read_lines(rows: Iterator[tuple[Any, ...]]) -> list[str] | None:
+    """The next block's lines; None when the sheet is exhausted (warnings silenced here)."""
+    lines: list[str] = []
+    size = 0
+    with _quiet():
+        for row in rows:
+            line = row_line(row)
+            if line:
+                lines.append(line)
+                size += len(line) + 1
+            if len(lines) >= ROWS_PER_BLOCK or size >= _MAX_BLOCK_CHARS:
+                return lines
+    return lines or None
+
+
+def row_line(row: tuple[Any, ...]) -> str:
+    cells = [cell_text(value) for value in row]
+    while cells and not cells[-1]:
+        cells.pop()
+    return " | ".join(cells)
+
+
+def cell_text(value: Any) -> str:
+    """A cell's value as display text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return " ".join(str(value).split())

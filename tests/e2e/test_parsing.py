@@ -1,0 +1,201 @@
+"""End to end: real documents over HTTP through a real service, its Celery worker processes
+and a real Redis; every chunk checked against the document's own text."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pypdfium2 as pdfium
+import pytest
+
+from knowra_worker.chunking import extracted_text
+from knowra_worker.parsers import registry
+
+from ..conftest import DATA, Service
+
+SIZE, OVERLAP = 400, 80
+
+
+def local_text(path: Path) -> str:
+    with registry.open_document(path) as doc:
+        return extracted_text([b for unit in doc.units() for b in unit.blocks])
+
+
+def run_task(service: Service, name: str, **body: Any) -> tuple[dict[str, Any], list[dict]]:
+    body = {"file_path": str(DATA / name), "chunk_size": SIZE, "chunk_overlap": OVERLAP, **body}
+    r = service.start_task(**body)
+    assert r.status_code == 202, r.text
+    status = service.wait_final(r.json()["task_id"])
+    return status, service.all_chunks(status["task_id"])
+
+
+def check_chunks(chunks: list[dict], text: str, size: int, overlap: int) -> None:
+    assert chunks, "no chunks"
+    assert [c["seq"] for c in chunks] == list(range(len(chunks)))
+    assert len({c["chunk_id"] for c in chunks}) == len(chunks)
+    covered = bytearray(len(text))
+    for c in chunks:
+        m = c["metadata"]
+        assert 0 < len(c["text"]) <= size
+        assert text[m["char_start"]:m["char_end"]] == c["text"]
+        covered[m["char_start"]:m["char_end"]] = b"\x01" * (m["char_end"] - m["char_start"])
+    lost = [i for i, ch in enumerate(text) if not covered[i] and not ch.isspace()]
+    assert not lost, f"text in no chunk at {lost[0]}: {text[lost[0]:lost[0] + 40]!r}"
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        shared = a["metadata"]["char_end"] - b["metadata"]["char_start"]
+        assert shared <= overlap
+        if shared > 0:
+            assert a["text"][-shared:] == b["text"][:shared]
+
+
+FORMATS = [
+    ("multi_page.pdf", "application/pdf", "page"),
+    ("unit_test_headers.docx",
+     "application/vnd.openxmlformats-officedocument.wordprocessingml.document", None),
+    ("example-10k-1p.html", "text/html", None),
+    ("mixed.md", "text/markdown", None),
+    ("norwich-city.txt", "text/plain", None),
+]
+
+
+@pytest.mark.parametrize(("name", "mime", "unit"), FORMATS)
+def test_document_parses_into_valid_chunks(service: Service, name: str, mime: str, unit: str
+                                           ) -> None:
+    status, chunks = run_task(service, name, kb_id="kb-formats", metadata={"origin": "e2e"})
+    assert status["state"] == "succeeded", status
+    assert status["error"] is None and status["attempts"] == 1
+    progress = status["progress"]
+    assert progress["percent"] == 100 and progress["chunks"] == len(chunks)
+    assert progress["units_done"] == progress["units_total"] >= 1
+    if unit:
+        assert progress["unit"] == unit
+    check_chunks(chunks, local_text(DATA / name), SIZE, OVERLAP)
+    meta = chunks[0]["metadata"]
+    assert meta["mime_type"] == mime == status["mime_type"]
+    assert (meta["kb_id"], meta["task_id"], meta["source"]) == ("kb-formats", status["task_id"],
+                                                                name)
+    assert meta["origin"] == "e2e"
+
+
+def _alnum(s: str) -> str:
+    """Letters and digits only: what no whitespace or hyphenation choice may change."""
+    return re.sub(r"[\W_]+", "", s)
+
+
+def test_pdf_pages_and_words_match_pdfium(service: Service) -> None:
+    status, chunks = run_task(service, "multi_page.pdf")
+    assert status["progress"]["units_total"] == 5
+    pdf = pdfium.PdfDocument(DATA / "multi_page.pdf")
+    pages = [_alnum(pdf[i].get_textpage().get_text_range()) for i in range(len(pdf))]
+    pdf.close()
+    for c in chunks:
+        m, text = c["metadata"], _alnum(c["text"])
+        assert 1 <= m["page_start"] <= m["page_end"] <= 5
+        assert text[:30] in pages[m["page_start"] - 1], (m, text[:30])
+        assert text[-30:] in pages[m["page_end"] - 1], (m, text[-30:])
+    assert {c["metadata"]["page_start"] for c in chunks} == {1, 2, 3, 4, 5}
+    # nothing lost or reordered between pdfium's raw text and the chunks
+    assert _alnum(local_text(DATA / "multi_page.pdf")) == "".join(pages)
+
+
+def _headings_of(chunks: list[dict], needle: str) -> list[str]:
+    found = [c for c in chunks if needle in c["text"]]
+    assert found, f"{needle!r} in no chunk"
+    return found[0]["metadata"]["headings"]
+
+
+def test_docx_headings(service: Service) -> None:
+    _, chunks = run_task(service, "unit_test_headers.docx", chunk_size=100, chunk_overlap=0)
+    assert _headings_of(chunks, "Paragraph 1.2.3.1") == [
+        "Test Document", "Section 1", "Section 1.2", "Section 1.2.3"]
+    assert _headings_of(chunks, "Paragraph 2.1.1.1") == [
+        "Test Document", "Section 2", "Section 2.1.1"]
+
+
+def test_markdown_headings_and_table(service: Service) -> None:
+    _, chunks = run_task(service, "mixed.md", chunk_size=200, chunk_overlap=0)
+    assert _headings_of(chunks, "Some text") == ["Title"]
+    assert _headings_of(chunks, "Here is a table") == ["Title", "Famous ducks"]
+    assert _headings_of(chunks, "Scrooge McDuck") == ["Title", "Famous ducks"]
+    assert "#" not in "".join(c["text"] for c in chunks)
+
+
+def test_same_input_gives_the_same_chunks_as_the_cli(service: Service, tmp_path: Path) -> None:
+    status, chunks = run_task(service, "norwich-city.txt", kb_id="kb-same")
+    out = tmp_path / "chunks.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "knowra_worker", "parse", str(DATA / "norwich-city.txt"),
+         "--chunk-size", str(SIZE), "--chunk-overlap", str(OVERLAP), "--out", str(out),
+         "--task-id", status["task_id"], "--kb-id", "kb-same"],
+        check=True, capture_output=True,
+    )
+    import json
+
+    cli = [json.loads(line) for line in out.read_text().splitlines()]
+    assert cli == chunks
+    _, again = run_task(service, "norwich-city.txt", kb_id="kb-same")
+    assert [c["text"] for c in again] == [c["text"] for c in chunks]
+    assert not {c["chunk_id"] for c in again} & {c["chunk_id"] for c in chunks}
+
+
+BAD = [
+    ("truncated.pdf", "CORRUPT_FILE"),
+    ("encrypted.pdf", "ENCRYPTED_FILE"),
+    ("empty.txt", "EMPTY_DOCUMENT"),
+    ("image-renamed.docx", "UNSUPPORTED_FORMAT"),
+]
+
+
+@pytest.mark.parametrize(("name", "code"), BAD)
+def test_bad_files_fail_with_their_code_after_one_attempt(service: Service, name: str, code: str
+                                                         ) -> None:
+    status, chunks = run_task(service, name)
+    assert status["state"] == "failed"
+    assert status["error"]["code"] == code and status["error"]["retryable"] is False
+    assert "Traceback" not in status["error"]["message"] and status["error"]["message"]
+    assert status["attempts"] == 1 and chunks == []
+
+
+def test_worker_survives_bad_files_and_serves_the_next(service: Service) -> None:
+    for name, _ in BAD:
+        service.start_task(file_path=str(DATA / name))
+    status, _ = run_task(service, "mixed.md")
+    assert status["state"] == "succeeded"
+
+
+def test_files_that_vanish_grow_or_escape_fail_with_their_code(service: Service) -> None:
+    tmp = service.tmp
+    gone = tmp / "gone.txt"
+    gone.write_text("soon gone")
+    big = tmp / "big.txt"
+    with big.open("wb") as f:  # sparse: 3 MiB over the service's 2 MiB limit, no disk used
+        f.truncate(3 * 1024 * 1024)
+    r = service.start_task(file_path=str(gone))
+    gone.unlink()
+    st = service.wait_final(r.json()["task_id"])
+    assert st["state"] == "failed" and st["error"]["code"] == "FILE_NOT_FOUND", st
+    st = service.wait_final(service.start_task(file_path=str(big)).json()["task_id"])
+    assert st["state"] == "failed" and st["error"]["code"] == "FILE_TOO_LARGE", st
+    link = tmp / "escape.md"
+    link.symlink_to("/etc/hostname")
+    r = service.start_task(file_path=str(link))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "PATH_NOT_ALLOWED"
+
+
+def test_task_events_stream_until_final(service: Service) -> None:
+    r = service.start_task(file_path=str(DATA / "multi_page.pdf"))
+    task_id = r.json()["task_id"]
+    events = []
+    with service.http.stream("GET", "/worker/task_events", params={"task_id": task_id}) as s:
+        for line in s.iter_lines():
+            if line.startswith("data: "):
+                import json
+
+                events.append(json.loads(line[6:]))
+    assert events[-1]["state"] == "succeeded"
+    done = [e["progress"]["units_done"] for e in events]
+    assert done == sorted(done) and done[-1] == 5
