@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: serve test lint bench clean
+
+$(BIN)/knowra-worker: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## Install, then run one instance (API on port 8001 and its Celery worker).
+serve: $(BIN)/knowra-worker
+	$(BIN)/knowra-worker serve
+
+## Install, then run the whole test suite (it starts its own Redis-compatible server).
+test: $(BIN)/knowra-worker
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/knowra-worker
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
+## Throughput and memory, beside raw pypdfium2, on the PDFs of ../shared/corpus.
+bench: $(BIN)/knowra-worker
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
