@@ -23,7 +23,7 @@ from knowra_worker import __version__, broker, procs
 from knowra_worker.parsers import registry
 from knowra_worker.settings import Settings
 from knowra_worker.store import Keys, TaskStore
-from knowra_worker.worker.celery_app import create_celery
+from knowra_worker.worker.celery_app import TASK_NAME, create_celery
 
 log = logging.getLogger(__name__)
 REGISTRATION_TTL_S = 30
@@ -102,6 +102,25 @@ class Instance:
             "fqdn": socket.getfqdn(), "last_seen": time.time(),
             "worker_alive": self.worker_alive(),
         }
+
+    def enqueue(self, task_id: str, priority: int = 5) -> None:
+        """Send the message that makes some worker claim the task (duplicates are harmless)."""
+        self.celery.send_task(TASK_NAME, args=[task_id], queue=self.settings.queues[0],
+                              priority=9 - priority)
+
+    def recover(self) -> list[str]:
+        """Re-send the message of every orphaned task: its worker died (lease lapsed) or its
+        message was lost (queued too long). One instance of the cluster sweeps at a time."""
+        s = self.settings
+        if not self.store.try_lead_recovery(self.worker_id, s.recovery_interval_s * 0.9):
+            return []
+        orphans = self.store.orphans(s.requeue_queued_after_s)
+        for task_id in orphans:
+            log.warning("task %s is orphaned (lapsed lease or lost message); re-queueing it",
+                        task_id)
+            self.store.touch(task_id)
+            self.enqueue(task_id)
+        return orphans
 
     def register(self) -> None:
         self.store.register_instance(self.worker_id, self.registration(), REGISTRATION_TTL_S)

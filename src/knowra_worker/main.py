@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 from prometheus_client import make_asgi_app
@@ -26,15 +26,20 @@ from knowra_worker.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
-async def _keep_registered(inst: Instance) -> None:
+async def _every(seconds: float, job: Callable[[], object], what: str) -> None:
     while True:
-        await asyncio.sleep(REGISTRATION_TTL_S / 3)
+        await asyncio.sleep(seconds)
         try:
-            await run_in_threadpool(inst.register)
-        except TransientError:
-            log.warning("could not refresh this instance's registration")
-        if inst.settings.embedded_worker and not inst.worker_alive():
-            log.error("the Celery worker of this instance has exited")
+            await run_in_threadpool(job)
+        except TransientError as exc:
+            log.warning("%s failed: %s", what, exc.message)
+        except Exception:
+            log.exception("%s failed", what)
+
+
+def _check_worker(inst: Instance) -> None:
+    if inst.settings.embedded_worker and not inst.worker_alive():
+        log.error("the Celery worker of this instance has exited")
 
 
 def create_app(settings: Settings | None = None, instance: Instance | None = None) -> FastAPI:
@@ -51,11 +56,17 @@ def create_app(settings: Settings | None = None, instance: Instance | None = Non
             log.error("cannot start: %s", exc)
             raise
         app.state.instance = inst
-        loop = asyncio.create_task(_keep_registered(inst))
+        loops = [
+            asyncio.create_task(_every(REGISTRATION_TTL_S / 3, inst.register, "registration")),
+            asyncio.create_task(_every(REGISTRATION_TTL_S / 3, lambda: _check_worker(inst),
+                                       "worker check")),
+            asyncio.create_task(_every(settings.recovery_interval_s, inst.recover, "recovery")),
+        ]
         try:
             yield
         finally:
-            loop.cancel()
+            for loop in loops:
+                loop.cancel()
             await run_in_threadpool(inst.stop)
 
     app = FastAPI(

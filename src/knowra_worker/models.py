@@ -52,6 +52,11 @@ class StartTaskRequest(BaseModel):
     callback_url: str | None = Field(default=None, max_length=2048)
     priority: int = Field(default=5, ge=0, le=9)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    force: bool = Field(
+        default=False,
+        description="Run a finished task (same task_id and parameters) again from the start; "
+        "its chunks are replaced when the new run succeeds.",
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> StartTaskRequest:
@@ -91,6 +96,7 @@ class TaskStatus(BaseModel):
         default=0, description="Units parsed over all attempts; a resumed task skips parsed ones."
     )
     worker_id: str | None = None
+    worker_pid: int | None = Field(default=None, description="Worker process of the last attempt.")
     created_at: float
     started_at: float | None = None
     updated_at: float

@@ -19,6 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from knowra_worker.chunking import Chunker, ChunkerState, RawChunk
 from knowra_worker.errors import (
     EmptyDocument,
@@ -153,6 +155,11 @@ class TaskRunner:
             return stop.outcome
         except PermanentError as exc:
             return self._fail(task_id, epoch, exc)
+        except SoftTimeLimitExceeded:
+            limit = self.settings.task_time_limit_s
+            return self._fail(task_id, epoch, LimitExceeded(
+                f"the task ran longer than {limit:.0f} s (KNOWRA_TASK_TIME_LIMIT_S); it stopped "
+                "at its last checkpoint and goes on from there when resumed"))
         except TransientError as exc:
             if attempts >= self.settings.max_attempts:
                 return self._fail(task_id, epoch, exc)
@@ -232,7 +239,7 @@ class _Owned:
     def start(self, doc: Document) -> None:
         fields = {"mime_type": doc.mime_type, "unit": doc.unit_name,
                   "units_total": doc.units_total}
-        self._commit(fields, [], 0)
+        self._obey(self._commit(fields, [], 0))
 
     def checkpoint(
         self, chunks: list[dict[str, Any]], next_unit: int, chunker: Chunker, doc: Document,
@@ -245,7 +252,12 @@ class _Owned:
         fields = {"checkpoint": _dumps(cp), "units_done": next_unit,
                   "units_total": units_total, "chunks": chunker.state.seq}
         state = self._commit(fields, chunks, parsed)
-        if state == State.PAUSING and not final:
+        if not final:
+            self._obey(state)
+
+    def _obey(self, state: str) -> None:
+        """Stop here if a pause or a cancel was asked for (the checkpoint is committed)."""
+        if state == State.PAUSING:
             raise _Stop(self._settle(State.PAUSED))
         if state == State.CANCELLING:
             raise _Stop(self._settle(State.CANCELLED))

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -79,6 +79,22 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(
         default=2.0, gt=0, description="First retry delay; doubles each attempt, with jitter."
     )
+    task_time_limit_s: float = Field(
+        default=3600.0, gt=0,
+        description="A task running longer stops at its checkpoint with LIMIT_EXCEEDED.",
+    )
+    visibility_timeout_s: float = Field(
+        default=7200.0, gt=0,
+        description="Broker redelivers an unacknowledged message after this; must exceed "
+        "the task time limit.",
+    )
+    recovery_interval_s: float = Field(
+        default=10.0, gt=0, description="How often an instance looks for orphaned tasks."
+    )
+    requeue_queued_after_s: float = Field(
+        default=300.0, gt=0,
+        description="A task queued this long without starting gets its message sent again.",
+    )
     shutdown_grace_s: float = Field(
         default=20.0, ge=0, description="Seconds the worker gets to stop before it is killed."
     )
@@ -97,6 +113,21 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
+
+    @model_validator(mode="after")
+    def _visibility_beyond_time_limit(self) -> Settings:
+        if self.visibility_timeout_s <= self.hard_time_limit_s:
+            raise ValueError(
+                f"KNOWRA_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s:.0f}) must exceed the "
+                f"task time limit plus 60 s ({self.hard_time_limit_s:.0f}), or the broker would "
+                "hand a running task to a second worker"
+            )
+        return self
+
+    @property
+    def hard_time_limit_s(self) -> float:
+        """Celery kills a task this long after it started: the soft limit plus a margin."""
+        return self.task_time_limit_s + 60
 
     @property
     def max_file_size_bytes(self) -> int:

@@ -130,14 +130,41 @@ def test_tasks_lists_newest_first_by_kb_and_state(client: TestClient, root: Path
     assert len(client.get("/worker/tasks", params={"limit": 2}).json()) == 2
 
 
-def test_pause_resume_cancel_are_refused_with_a_clear_code(client: TestClient, root: Path) -> None:
+def test_transitions_of_a_task_no_worker_has_taken(client: TestClient, root: Path) -> None:
     b = body(root)
     client.post("/worker/start_task", json=b)
-    for action in ("pause_task", "resume_task", "cancel_task"):
+
+    def act(action: str) -> tuple[int, str]:
         r = client.post(f"/worker/{action}", json={"task_id": b["task_id"]})
-        assert r.status_code == 409 and r.json()["error"]["code"] == "NOT_SUPPORTED"
-        r = client.post(f"/worker/{action}", json={"task_id": "nope"})
-        assert r.status_code == 404
+        return r.status_code, r.json()["state"] if r.status_code == 200 else r.json()["error"]
+
+    assert act("pause_task") == (200, "paused")
+    assert act("pause_task") == (200, "paused")
+    assert act("resume_task") == (200, "queued")
+    assert act("resume_task") == (200, "queued")
+    assert act("cancel_task") == (200, "cancelled")
+    assert act("cancel_task") == (200, "cancelled")
+    for action in ("pause_task", "resume_task"):
+        code, error = act(action)
+        assert code == 409 and error["code"] == "INVALID_TRANSITION"
+        assert "cancelled" in error["message"]
+    status = client.get("/worker/task_status", params={"task_id": b["task_id"]}).json()
+    assert status["finished_at"] is not None and status["progress"]["chunks"] == 0
+    for action in ("pause_task", "resume_task", "cancel_task"):
+        assert client.post(f"/worker/{action}", json={"task_id": "nope"}).status_code == 404
+
+
+def test_force_runs_a_finished_task_again_and_only_a_finished_one(
+    client: TestClient, root: Path
+) -> None:
+    b = body(root)
+    client.post("/worker/start_task", json=b)
+    r = client.post("/worker/start_task", json={**b, "force": True})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "INVALID_TRANSITION"
+    client.post("/worker/cancel_task", json={"task_id": b["task_id"]})
+    r = client.post("/worker/start_task", json={**b, "force": True})
+    assert r.status_code == 200 and r.json()["state"] == "queued"
+    assert r.json()["finished_at"] is None and r.json()["attempts"] == 0
 
 
 def test_register_heartbeat_workers_docs_metrics(client: TestClient) -> None:

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from knowra_worker.api.deps import InstanceDep, StoreDep, require_api_key
-from knowra_worker.errors import NotSupported, StoreUnavailable, TaskNotFound
+from knowra_worker.errors import StoreUnavailable, TaskNotFound
 from knowra_worker.instance import Instance
 from knowra_worker.models import (
     StartTaskRequest,
@@ -24,7 +24,6 @@ from knowra_worker.models import (
 )
 from knowra_worker.paths import check_readable_file, resolve_allowed
 from knowra_worker.store import TaskStore
-from knowra_worker.worker.celery_app import TASK_NAME
 
 router = APIRouter(prefix="/worker", tags=["tasks"], dependencies=[Depends(require_api_key)])
 open_router = APIRouter(prefix="/worker", tags=["instance"])
@@ -39,10 +38,7 @@ def _status(store: TaskStore, task_id: str) -> TaskStatus:
 
 def _enqueue(inst: Instance, status: TaskStatus) -> None:
     try:
-        inst.celery.send_task(
-            TASK_NAME, args=[status.task_id], queue=inst.settings.queues[0],
-            priority=9 - status.priority,
-        )
+        inst.enqueue(status.task_id, status.priority)
     except Exception as exc:
         raise StoreUnavailable(f"could not queue the task: {exc}") from exc
 
@@ -50,12 +46,16 @@ def _enqueue(inst: Instance, status: TaskStatus) -> None:
 @router.post("/start_task", status_code=202, response_model=TaskStatus)
 def start_task(req: StartTaskRequest, inst: InstanceDep, response: Response) -> TaskStatus:
     """Queue a document for parsing. The same task_id with the same parameters is
-    idempotent (200 and the existing task); with other parameters it is 409."""
+    idempotent (200 and the existing task) unless `force` asks to run a finished task again;
+    with other parameters it is 409."""
     path = resolve_allowed(req.file_path, inst.settings.allowed_roots)
     check_readable_file(path, req.file_path)
     created, status = inst.store.create_task(req)
     if not created:
         response.status_code = 200
+        if req.force:
+            inst.store.rerun(req.task_id)
+            status = _status(inst.store, req.task_id)
     if status.state is State.QUEUED:
         # A re-submission of a queued task re-sends its message: a lost one is healed,
         # and a duplicate is harmless (the worker claims a task only once).
@@ -93,26 +93,33 @@ def list_tasks(
     return store.list_tasks(kb_id=kb_id, state=state, limit=limit)
 
 
-def _not_yet(action: str) -> NotSupported:
-    return NotSupported(f"{action} is not supported yet by this version of the service")
+def _control(inst: Instance, task_id: str, action: str) -> TaskStatus:
+    state, changed = inst.store.control(task_id, action)
+    status = _status(inst.store, task_id)
+    if changed and state == State.QUEUED:
+        _enqueue(inst, status)
+    return status
 
 
 @router.post("/pause_task", response_model=TaskStatus)
-def pause_task(ref: TaskRef, store: StoreDep) -> TaskStatus:
-    _status(store, ref.task_id)
-    raise _not_yet("pause_task")
+def pause_task(ref: TaskRef, inst: InstanceDep) -> TaskStatus:
+    """A queued task becomes `paused` at once; a running one `pausing`, then `paused` at
+    its next unit boundary, after its checkpoint."""
+    return _control(inst, ref.task_id, "pause")
 
 
 @router.post("/resume_task", response_model=TaskStatus)
-def resume_task(ref: TaskRef, store: StoreDep) -> TaskStatus:
-    _status(store, ref.task_id)
-    raise _not_yet("resume_task")
+def resume_task(ref: TaskRef, inst: InstanceDep) -> TaskStatus:
+    """A paused task is queued again and goes on from its checkpoint; a `pausing` one
+    stays `running`. A task stopped by its time limit (LIMIT_EXCEEDED) resumes too."""
+    return _control(inst, ref.task_id, "resume")
 
 
 @router.post("/cancel_task", response_model=TaskStatus)
-def cancel_task(ref: TaskRef, store: StoreDep) -> TaskStatus:
-    _status(store, ref.task_id)
-    raise _not_yet("cancel_task")
+def cancel_task(ref: TaskRef, inst: InstanceDep) -> TaskStatus:
+    """A queued or paused task is `cancelled` at once; a running one `cancelling` until its
+    next unit boundary. A cancelled task has no chunks and never runs again."""
+    return _control(inst, ref.task_id, "cancel")
 
 
 @router.get("/task_events")

@@ -67,10 +67,10 @@ def decode_sample(sample: bytes, encoding: str, *, complete: bool) -> str:
 def sniff_encoding(sample: bytes, *, complete: bool) -> str | None:
     """The encoding of a text sample, or None when the sample does not look like text."""
     encoding = bom_encoding(sample)
+    if encoding is None and b"\x00" in sample:
+        encoding = _utf16_without_bom(sample)
     if encoding is None:
-        if b"\x00" in sample:
-            encoding = _utf16_without_bom(sample)
-        elif _is_utf8(sample, complete=complete):
+        if _is_utf8(sample, complete=complete):
             encoding = "utf-8"
         else:
             encoding = _guess(sample, complete=complete)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
-from knowra_worker.errors import CorruptFile, EmptyDocument, EncryptedFile
+from knowra_worker.errors import EmptyDocument, EncryptedFile
 from knowra_worker.parsers._common import io_error
 from knowra_worker.parsers._encoding import (
     SAMPLE_SIZE,
@@ -55,7 +56,7 @@ TYPE_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     XML: ("XML document", (".xml",)),
     ZIP: ("ZIP archive", (".zip",)),
     OLE: ("OLE2 compound file", ()),
-    BINARY: ("binary data of no known document type", ()),
+    BINARY: ("unrecognised binary file", ()),
     "application/msword": ("legacy Word 97-2003 document", (".doc",)),
     "application/vnd.ms-excel": ("legacy Excel 97-2003 workbook", (".xls",)),
     "application/vnd.ms-powerpoint": ("legacy PowerPoint 97-2003 presentation", (".ppt",)),
@@ -71,6 +72,9 @@ TYPE_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "application/vnd.oasis.opendocument.presentation": ("OpenDocument presentation", (".odp",)),
     "application/epub+zip": ("EPUB e-book", (".epub",)),
     "application/rtf": ("RTF document", (".rtf",)),
+    "application/vnd.apple.pages": ("Apple Pages document", (".pages",)),
+    "application/vnd.apple.numbers": ("Apple Numbers spreadsheet", (".numbers",)),
+    "application/vnd.apple.keynote": ("Apple Keynote presentation", (".key",)),
     "application/postscript": ("PostScript document", (".ps", ".eps")),
     "application/gzip": ("gzip archive", (".gz",)),
     "application/x-7z-compressed": ("7-Zip archive", (".7z",)),
@@ -140,7 +144,15 @@ _OOXML_MAIN: tuple[tuple[str, str], ...] = (
 )
 _OOXML_DIRS = (("word/", DOCX), ("ppt/", PPTX), ("xl/", XLSX))
 _OOXML_EXTENSIONS = {".docx": DOCX, ".pptx": PPTX, ".xlsx": XLSX}
+_IWORK_EXTENSIONS = {
+    ".pages": "application/vnd.apple.pages",
+    ".numbers": "application/vnd.apple.numbers",
+    ".key": "application/vnd.apple.keynote",
+}
+_IWORK_ENTRIES = ("index.xml", "Index/", "QuickLook/")
 _MAX_CONTENT_TYPES = 1024 * 1024
+# What zipfile raises for a damaged archive (UnicodeDecodeError is a ValueError).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError, NotImplementedError)
 
 _TEXT_EXTENSIONS = {
     ".md": MARKDOWN,
@@ -236,25 +248,36 @@ def _zip_type(path: Path, extension: str) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-            if "[Content_Types].xml" in names:
-                info = archive.getinfo("[Content_Types].xml")
-                if info.file_size <= _MAX_CONTENT_TYPES:
-                    found = _ooxml_type(archive.read(info).decode("utf-8", "replace"))
-                    if found:
-                        return found
-            if "mimetype" in names:
-                return _declared_mimetype(archive)
-    except zipfile.BadZipFile:
+            declared = _declared_type(archive, names)
+    except _ZIP_ERRORS:
         # A damaged package: trust the extension so that its parser reports CORRUPT_FILE.
         return _OOXML_EXTENSIONS.get(extension, ZIP)
     except OSError as exc:
         raise io_error(exc) from exc
-    except (RuntimeError, ValueError, NotImplementedError, EOFError) as exc:  # broken entries
-        raise CorruptFile(f"damaged ZIP container: {exc}") from exc
+    if declared:
+        return declared
     for prefix, mime_type in _OOXML_DIRS:
         if any(name.startswith(prefix) for name in names):
             return mime_type
+    if extension in _IWORK_EXTENSIONS and any(n.startswith(_IWORK_ENTRIES) for n in names):
+        return _IWORK_EXTENSIONS[extension]
     return ZIP
+
+
+def _declared_type(archive: zipfile.ZipFile, names: list[str]) -> str | None:
+    """The type named inside the package ([Content_Types].xml or ODF/EPUB 'mimetype')."""
+    try:
+        if "[Content_Types].xml" in names:
+            info = archive.getinfo("[Content_Types].xml")
+            if info.file_size <= _MAX_CONTENT_TYPES:
+                found = _ooxml_type(archive.read(info).decode("utf-8", "replace"))
+                if found:
+                    return found
+        if "mimetype" in names:
+            return _declared_mimetype(archive)
+    except _ZIP_ERRORS:
+        return None  # a damaged entry: fall back on the entry names
+    return None
 
 
 def _ooxml_type(content_types: str) -> str | None:

@@ -7,12 +7,15 @@ numbering or a "List ..." style. Consecutive list items make one LIST block, one
 line ("- item" or "N. item", indented two spaces per level). Tables give a TABLE block, one
 line per row with cells joined by " | "; a merged cell appears once. Text includes
 hyperlinks, fields, text boxes and equations (as their characters); deleted revisions,
-headers, footers, comments and notes are left out.
+headers, footers, comments and notes are left out. A one-cell table is read as the content
+it frames. Strict Open XML files are mapped to the Transitional namespaces before parsing.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +51,12 @@ _HEADING_NAME = re.compile(r"heading\s*([1-9])$", re.IGNORECASE)
 _MAX_LEVEL = 6
 _BULLET_FORMATS = {"bullet", "none"}
 _MAX_DEPTH = 50
+# Strict Open XML uses other namespace URIs for the same vocabulary as Transitional.
+_STRICT_NAMESPACE = re.compile(rb"http://purl\.oclc\.org/ooxml/(\w+)/(\w+)")
+_STRICT_RENAMES = {
+    b"extendedProperties": b"extended-properties",
+    b"customProperties": b"custom-properties",
+}
 
 
 class DocxParser:
@@ -63,7 +72,7 @@ class DocxDocument(FlowDocument):
 
     def __init__(self, path: Path, mime_type: str) -> None:
         with translate_errors(self.format_label):
-            document = docx.Document(str(path))
+            document = _load(path)
             self._body = document.element.body
             self._styles = _Styles(document.styles.element)
             self._numbering = _Numbering(_numbering_element(document))
@@ -78,6 +87,28 @@ class DocxDocument(FlowDocument):
 
     def close(self) -> None:
         self._body = None
+
+
+def _load(path: Path) -> Any:
+    """Open with python-docx; a Strict Open XML package is first mapped to Transitional."""
+    with zipfile.ZipFile(path) as archive:
+        if b"purl.oclc.org/ooxml/" not in archive.read("_rels/.rels"):
+            return docx.Document(str(path))
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as converted:
+            for info in archive.infolist():
+                data = archive.read(info)
+                if info.filename.endswith((".xml", ".rels")):
+                    data = _STRICT_NAMESPACE.sub(_transitional_namespace, data)
+                converted.writestr(info.filename, data)
+    buffer.seek(0)
+    return docx.Document(buffer)
+
+
+def _transitional_namespace(match: re.Match[bytes]) -> bytes:
+    area, name = match.groups()
+    name = _STRICT_RENAMES.get(name, name)
+    return b"http://schemas.openxmlformats.org/" + area + b"/2006/" + name
 
 
 def _numbering_element(document: Any) -> Any:

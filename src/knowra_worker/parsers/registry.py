@@ -109,7 +109,10 @@ def _hint(mime_type: str, name: str) -> str:
 
 
 def _article(name: str) -> str:
-    return "an" if name[:1].lower() in "aeiou" else "a"
+    word = name.split(" ", 1)[0]
+    if word.isupper() and len(word) > 1:  # an acronym: "an XML", "an SVG", "a PDF"
+        return "an" if word[0] in "AEFHILMNORSX" else "a"
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _load(target: str) -> Parser:

@@ -1,9 +1,11 @@
 """Every Redis key the service uses, in one place.
 
     {p}task:{id}            hash: the task status, its parameters, epoch and checkpoint
-    {p}task:{id}:chunks     hash: seq -> chunk JSON
+    {p}task:{id}:chunks:{g} hash: seq -> chunk JSON, one per run generation g
     {p}lease:{id}           string with TTL: worker id holding the running task
     {p}tasks                sorted set: task ids by creation time
+    {p}active               set: ids of tasks not yet final (watched by the recovery loop)
+    {p}recovery             string with TTL: the instance running the recovery sweep now
     {p}kb:{kb_id}:tasks     sorted set: a knowledge base's task ids by creation time
     {p}instance:{worker_id} string with TTL: one live instance's registration (JSON)
     {p}instance:{worker_id}:celery  string: pid of the instance's Celery worker once ready
@@ -22,8 +24,19 @@ class Keys:
     def task(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}"
 
-    def chunks(self, task_id: str) -> str:
+    def chunks_base(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}:chunks"
+
+    def chunks(self, task_id: str, gen: int) -> str:
+        return f"{self.chunks_base(task_id)}:{gen}"
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}active"
+
+    @property
+    def recovery(self) -> str:
+        return f"{self.prefix}recovery"
 
     def lease(self, task_id: str) -> str:
         return f"{self.prefix}lease:{task_id}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,13 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis
 
-from knowra_worker.errors import KnowraError, StoreUnavailable, TaskConflict
+from knowra_worker.errors import (
+    InvalidTransition,
+    KnowraError,
+    StoreUnavailable,
+    TaskConflict,
+    TaskNotFound,
+)
 from knowra_worker.models import (
     ErrorInfo,
     Progress,
@@ -33,7 +40,7 @@ R = TypeVar("R")
 _STATUS_FIELDS = (
     "task_id kb_id state file_path chunk_size chunk_overlap priority metadata error attempts "
     "worker_id created_at started_at updated_at finished_at units_done units_total unit "
-    "chunks mime_type units_parsed"
+    "chunks mime_type units_parsed worker_pid"
 ).split()
 
 
@@ -80,11 +87,11 @@ class TaskStore:
         self.r = client
         self.keys = keys
         self.ttl = result_ttl_s
-        self._create = client.register_script(scripts.CREATE)
-        self._claim = client.register_script(scripts.CLAIM)
-        self._commit = client.register_script(scripts.COMMIT)
-        self._renew = client.register_script(scripts.RENEW)
-        self._settle = client.register_script(scripts.SETTLE)
+        self._scripts = {
+            name: client.register_script(getattr(scripts, name))
+            for name in ("CREATE", "CLAIM", "COMMIT", "RENEW", "SETTLE", "CONTROL", "RERUN",
+                         "READ_CHUNKS")
+        }
 
     @classmethod
     def from_url(cls, url: str, keys: Keys, result_ttl_s: int) -> TaskStore:
@@ -96,6 +103,12 @@ class TaskStore:
 
     def close(self) -> None:
         self.r.close()
+
+    def _run(self, script: str, task_id: str, args: list[Any], extra_keys: tuple[str, ...] = ()
+             ) -> Any:
+        keys = [self.keys.task(task_id), self.keys.chunks_base(task_id),
+                self.keys.lease(task_id), self.keys.active, *extra_keys]
+        return self._scripts[script](keys=keys, args=args)
 
     # -- API side -------------------------------------------------------------------------
 
@@ -110,11 +123,11 @@ class TaskStore:
             "metadata": json.dumps(req.metadata), "callback_url": _s(req.callback_url),
             "fingerprint": fingerprint(req), "attempts": 0, "epoch": 0, "created_at": now,
             "updated_at": now, "units_done": 0, "units_total": 0, "unit": unit, "chunks": 0,
-            "units_parsed": 0, "checkpoint": "", "error": "",
+            "units_parsed": 0, "checkpoint": "", "error": "", "gen": 0, "pub": "",
         }
         flat = [_s(x) for kv in fields.items() for x in kv]
-        keys = [self.keys.task(req.task_id), self.keys.tasks, self.keys.kb_tasks(req.kb_id)]
-        res = self._create(keys=keys, args=[fields["fingerprint"], now, req.task_id, *flat])
+        res = self._run("CREATE", req.task_id, [fields["fingerprint"], now, req.task_id, *flat],
+                        (self.keys.tasks, self.keys.kb_tasks(req.kb_id)))
         if res == -1:
             raise TaskConflict(
                 f"task {req.task_id!r} already exists with other parameters "
@@ -131,11 +144,6 @@ class TaskStore:
         if not raw["state"]:
             return None
         return _status_from_hash(raw)
-
-    @_store_errors
-    def get_field(self, task_id: str, name: str) -> str | None:
-        value = self.r.hget(self.keys.task(task_id), name)
-        return value if value is None else str(value)
 
     @_store_errors
     def list_tasks(
@@ -162,13 +170,30 @@ class TaskStore:
 
     @_store_errors
     def get_chunks(self, task_id: str, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
-        key = self.keys.chunks(task_id)
-        total = int(self.r.hlen(key))
-        seqs = list(range(offset, min(offset + limit, total)))
-        if not seqs:
-            return total, []
-        values = self.r.hmget(key, [str(s) for s in seqs])
-        return total, [json.loads(v) for v in values if v is not None]
+        """(total, chunks offset..offset+limit-1) of the task's readable run."""
+        res = self._run("READ_CHUNKS", task_id, [offset, limit])
+        return int(res[0]), [json.loads(v) for v in res[1:] if v is not None]
+
+    @_store_errors
+    def control(self, task_id: str, action: str) -> tuple[str, bool]:
+        """A caller's pause, resume or cancel: (state now, whether it changed).
+        Raises TaskNotFound, or InvalidTransition when the state does not allow it."""
+        res = self._run("CONTROL", task_id, [action, time.time(), self.ttl, task_id])
+        if res[0] == "missing":
+            raise TaskNotFound(f"no task {task_id!r}")
+        if res[0] == "invalid":
+            raise InvalidTransition(f"cannot {action} task {task_id!r}: it is {res[1]}")
+        return str(res[1]), bool(int(res[2]))
+
+    @_store_errors
+    def rerun(self, task_id: str) -> None:
+        """Queue a finished task again from the start (its chunks replaced on success)."""
+        res = self._run("RERUN", task_id, [time.time(), task_id])
+        if res[0] == "missing":
+            raise TaskNotFound(f"no task {task_id!r}")
+        if res[0] == "invalid":
+            raise InvalidTransition(
+                f"task {task_id!r} is {res[1]}; only a finished task can be run again")
 
     # -- worker side ----------------------------------------------------------------------
 
@@ -177,10 +202,10 @@ class TaskStore:
         self, task_id: str, worker_id: str, lease_ms: int, max_attempts: int, gave_up: KnowraError
     ) -> Claim:
         """Take the task if it may run now. After max_attempts it fails with `gave_up`."""
-        keys = [self.keys.task(task_id), self.keys.lease(task_id), self.keys.chunks(task_id)]
         error = json.dumps(gave_up.to_dict())
-        args = [worker_id, time.time(), lease_ms, max_attempts, error, self.ttl]
-        res = self._claim(keys=keys, args=args)
+        args = [worker_id, time.time(), lease_ms, max_attempts, error, self.ttl, task_id,
+                os.getpid()]
+        res = self._run("CLAIM", task_id, args)
         outcome = str(res[0])
         if outcome != "ok":
             state = str(res[1]) if len(res) > 1 else None
@@ -204,15 +229,14 @@ class TaskStore:
         or None when this worker no longer owns the task (stale epoch)."""
         flat_fields = [_s(x) for kv in fields.items() for x in kv]
         flat_chunks = [x for c in chunks for x in (str(c["seq"]), json.dumps(c))]
-        keys = [self.keys.task(task_id), self.keys.chunks(task_id), self.keys.lease(task_id)]
         args = [epoch, worker_id, lease_ms, units_parsed, len(fields), *flat_fields, *flat_chunks]
-        res = self._commit(keys=keys, args=args)
+        res = self._run("COMMIT", task_id, args)
         return str(res[1]) if res[0] == "ok" else None
 
     @_store_errors
     def renew_lease(self, task_id: str, epoch: int, worker_id: str, lease_ms: int) -> bool:
         keys = [self.keys.task(task_id), self.keys.lease(task_id)]
-        return bool(self._renew(keys=keys, args=[epoch, worker_id, lease_ms]))
+        return bool(self._scripts["RENEW"](keys=keys, args=[epoch, worker_id, lease_ms]))
 
     @_store_errors
     def settle(
@@ -221,9 +245,44 @@ class TaskStore:
         """Leave the task in `target` (or what a pending pause/cancel turns it into).
         Returns the state reached, or None when the epoch is stale."""
         flat = [_s(x) for kv in (fields or {}).items() for x in kv]
-        keys = [self.keys.task(task_id), self.keys.chunks(task_id), self.keys.lease(task_id)]
-        res = self._settle(keys=keys, args=[epoch, target.value, time.time(), self.ttl, *flat])
+        args = [epoch, target.value, time.time(), self.ttl, task_id, *flat]
+        res = self._run("SETTLE", task_id, args)
         return str(res[1]) if res[0] == "ok" else None
+
+    # -- recovery -------------------------------------------------------------------------
+
+    @_store_errors
+    def orphans(self, queued_after_s: float) -> list[str]:
+        """Active tasks that need a new message: running (or pausing, cancelling) with a
+        lapsed lease, or queued for longer than queued_after_s (their message may be lost)."""
+        ids = sorted(str(i) for i in self.r.smembers(self.keys.active))
+        if not ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hmget(self.keys.task(task_id), ["state", "updated_at"])
+            pipe.exists(self.keys.lease(task_id))
+        replies = pipe.execute()
+        now, out = time.time(), []
+        for i, task_id in enumerate(ids):
+            (state, updated), leased = replies[2 * i], replies[2 * i + 1]
+            if state is None:
+                self.r.srem(self.keys.active, task_id)
+            elif state in ("running", "pausing", "cancelling") and not leased:
+                out.append(task_id)
+            elif state == "queued" and now - float(updated or 0) > queued_after_s:
+                out.append(task_id)
+        return out
+
+    @_store_errors
+    def touch(self, task_id: str) -> None:
+        """Mark a queued task as just queued again (so it is not re-sent at once)."""
+        self.r.hset(self.keys.task(task_id), "updated_at", time.time())
+
+    @_store_errors
+    def try_lead_recovery(self, worker_id: str, ttl_s: float) -> bool:
+        """One instance sweeps at a time: the one that holds the short-lived lock."""
+        return bool(self.r.set(self.keys.recovery, worker_id, nx=True, px=int(ttl_s * 1000)))
 
     # -- instances ------------------------------------------------------------------------
 
@@ -292,4 +351,5 @@ def _status_from_hash(raw: dict[str, Any]) -> TaskStatus:
         chunk_overlap=int(raw["chunk_overlap"]), mime_type=raw["mime_type"] or None,
         priority=int(raw["priority"] or 5), metadata=json.loads(raw["metadata"] or "{}"),
         units_parsed=int(raw["units_parsed"] or 0),
+        worker_pid=int(raw["worker_pid"]) if raw["worker_pid"] else None,
     )

@@ -12,7 +12,6 @@ from celery import Celery
 from knowra_worker.settings import Settings, get_settings
 
 TASK_NAME = "knowra.parse_document"
-VISIBILITY_TIMEOUT_S = 3600
 
 
 def create_celery(settings: Settings, broker_url: str | None = None) -> Celery:
@@ -25,13 +24,15 @@ def create_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
+        task_soft_time_limit=settings.task_time_limit_s,
+        task_time_limit=settings.hard_time_limit_s,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queues[0],
         task_create_missing_queues=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "visibility_timeout": int(settings.visibility_timeout_s),
             "priority_steps": list(range(10)),
             "queue_order_strategy": "priority",
             "global_keyprefix": f"{settings.key_prefix}celery:",

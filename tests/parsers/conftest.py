@@ -1,0 +1,44 @@
+"""Helpers for the parser tests: the sample files and a way to read a document whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from knowra_worker.parsers import open_document
+from knowra_worker.parsers.base import Block, BlockKind, Unit
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def read_units(path: Path, start: int = 0) -> list[Unit]:
+    with open_document(path) as doc:
+        return list(doc.units(start))
+
+
+def read_blocks(path: Path) -> list[Block]:
+    return [block for unit in read_units(path) for block in unit.blocks]
+
+
+def kinds_and_texts(blocks: list[Block]) -> list[tuple[BlockKind, str]]:
+    return [(block.kind, block.text) for block in blocks]
+
+
+def headings(blocks: list[Block]) -> list[tuple[int, str]]:
+    return [(b.level, b.text) for b in blocks if b.kind is BlockKind.HEADING]
+
+
+def markdown_headings(path: Path) -> list[tuple[int, str]]:
+    """(level, text) of the ATX headings of a Markdown file (the corpus ground truth)."""
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        marks, _, text = line.partition(" ")
+        if marks and set(marks) == {"#"}:
+            found.append((len(marks), text.strip()))
+    return found
+
+
+@pytest.fixture
+def data() -> Path:
+    return DATA

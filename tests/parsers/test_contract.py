@@ -1,0 +1,53 @@
+"""What every parser promises the pipeline, checked on every sample format."""
+
+from __future__ import annotations
+
+import pytest
+
+from knowra_worker.parsers import open_document
+from knowra_worker.parsers.base import BlockKind
+
+from .conftest import DATA, read_units
+
+SAMPLES = [
+    ("multi_page.pdf", True),
+    ("redp5110_sampled.pdf", True),
+    ("powerpoint_sample.pptx", True),
+    ("word_sample.docx", False),
+    ("docx_lists.docx", False),
+    ("xlsx_01.xlsx", False),
+    ("example_03.html", False),
+    ("fake-html-cp1252.html", False),
+    ("mixed.md", False),
+    ("blocks.md", False),
+    ("book-war-and-peace-1p.txt", False),
+    ("text_gbk.txt", False),
+    ("semicolon-delimited.csv", False),
+    ("stanley-cups.tsv", False),
+]
+
+
+@pytest.mark.parametrize(("name", "paginated"), SAMPLES)
+def test_units_and_blocks_keep_the_contract(name: str, paginated: bool) -> None:
+    path = DATA / name
+    with open_document(path) as doc:
+        assert doc.units_total >= 1 and doc.units_total_exact is paginated
+        units = list(doc.units())
+        assert doc.units_total == len(units) and doc.units_total_exact
+    assert [unit.index for unit in units] == list(range(len(units)))
+    for unit in units:
+        for block in unit.blocks:
+            assert block.text and block.text == block.text.strip("\n") and "\r" not in block.text
+            assert (1 <= block.level <= 6) if block.kind is BlockKind.HEADING else block.level == 0
+            assert (block.page == unit.index + 1) if paginated else block.page is None
+    for start in range(len(units) + 1):
+        assert read_units(path, start) == units[start:]
+
+
+@pytest.mark.parametrize(("name", "paginated"), SAMPLES)
+def test_documents_can_be_iterated_twice_and_closed_twice(name: str, paginated: bool) -> None:
+    doc = open_document(DATA / name)
+    first = list(doc.units())
+    assert list(doc.units()) == first
+    doc.close()
+    doc.close()

@@ -1,0 +1,116 @@
+"""DOCX: body in document order, headings from styles, lists merged, tables as rows."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import docx
+import pytest
+
+from knowra_worker.errors import CorruptFile
+from knowra_worker.parsers import open_document
+from knowra_worker.parsers.base import Block, BlockKind
+
+from .conftest import DATA, headings, markdown_headings, read_blocks, read_units
+
+H, P, L, T = BlockKind.HEADING, BlockKind.PARAGRAPH, BlockKind.LIST, BlockKind.TABLE
+
+
+def test_headings_match_the_ground_truth() -> None:
+    blocks = read_blocks(DATA / "unit_test_headers.docx")
+    truth = markdown_headings(DATA / "unit_test_headers.docx.md")
+    assert [text for _, text in headings(blocks)] == [text for _, text in truth]
+    # docling puts "Heading N" one level below the Title; here the Title is 1 and so is Heading 1
+    assert truth[0] == (1, "Test Document") and headings(blocks)[0] == (1, "Test Document")
+    assert [level for level, _ in headings(blocks)[1:]] == [level - 1 for level, _ in truth[1:]]
+    assert [b.text for b in blocks if b.kind is P][:2] == ["Paragraph 1.1", "Paragraph 1.2"]
+
+
+def test_word_sample_in_document_order() -> None:
+    blocks = read_blocks(DATA / "word_sample.docx")
+    assert [(b.kind, b.text, b.level) for b in blocks] == [
+        (P, "Summer activities", 0),
+        (H, "Swimming in the lake", 1),
+        (P, "Duck", 0),
+        (P, "Figure 1: This is a cute duckling", 0),
+        (H, "Let’s swim!", 1),
+        (P, "To get started with swimming, first lay down in a water and try not to drown:", 0),
+        (L, "- You can relax and look around\n- Paddle about\n- Enjoy summer warmth", 0),
+        (P, "Also, don’t forget:", 0),  # a List Bullet paragraph with its numbering removed
+        (L, "1. Wear sunglasses\n2. Don’t forget to drink water\n3. Use sun cream", 0),
+        (P, "Hmm, what else…", 0),
+        (H, "Let’s eat", 2),
+        (P, "After we had a good day of swimming in the lake, it’s important to eat something "
+            "nice", 0),
+        (P, "I like to eat leaves", 0),
+        (P, "Here are some interesting things a respectful duck could eat:", 0),
+        (T, " | Food | Calories per portion\n"
+            "Leaves | Ash, Elm, Maple | 50\n"
+            "Berries | Blueberry, Strawberry, Cranberry | 150\n"
+            "Grain | Corn, Buckwheat, Barley | 200", 0),
+        (P, "And let’s add another list in the end:", 0),
+        (L, "1. Leaves\n2. Berries\n3. Grain", 0),
+    ]
+    truth = [text for _, text in markdown_headings(DATA / "word_sample.docx.md")]
+    assert [b.text for b in blocks if b.kind is H] == truth
+
+
+def test_nested_and_numbered_lists() -> None:
+    lists = [b.text for b in read_blocks(DATA / "docx_lists.docx") if b.kind is L]
+    assert lists[1] == "1. List item a\n2. List item b\n3. List item c"
+    assert lists[4] == "- List item 1\n  - List item 1.1\n    - List item 1.1.1\n- List item 3"
+    from_styles = "- First item\n- Second item\n- Third item\n  - Sub-item A\n  - Sub-item B"
+    assert any(text.startswith(from_styles) for text in lists)
+
+
+def test_one_cell_frame_is_read_as_content_and_nested_tables_as_rows() -> None:
+    assert read_blocks(DATA / "tablecell.docx") == [
+        Block(L, "- Hello world1\n- Hello2"),
+        Block(P, "Some text before"),
+        Block(T, "Tab1 | Tab2 | Tab3\nA | B | C\nD | E | F"),
+        Block(P, "Some text after"),
+    ]
+
+
+def test_strict_open_xml() -> None:
+    assert read_blocks(DATA / "Strict.docx") == [Block(P, "Some text")]
+
+
+def _make_docx(path: Path) -> None:
+    document = docx.Document()
+    for chapter in range(6):
+        document.add_heading(f"Chapter {chapter}", level=1)
+        for n in range(30):
+            document.add_paragraph(f"Paragraph {chapter}.{n} " + "lorem ipsum " * 20)
+        table = document.add_table(rows=2, cols=3)
+        for r, row in enumerate(table.rows):
+            for c, cell in enumerate(row.cells):
+                cell.text = f"r{r}c{c}"
+        table.rows[1].cells[1].merge(table.rows[1].cells[2])
+        document.add_paragraph("first point", style="List Bullet")
+        document.add_paragraph("second point", style="List Bullet")
+    document.save(str(path))
+
+
+def test_generated_document_units_are_bounded_and_resume_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "generated.docx"
+    _make_docx(path)
+    with open_document(path) as doc:
+        assert not doc.units_total_exact and doc.units_total >= 3
+        units = list(doc.units())
+    blocks = [b for u in units for b in u.blocks]
+    assert len(units) >= 4 and all(len(u.blocks) <= 50 for u in units)
+    assert [b.text for b in blocks if b.kind is H] == [f"Chapter {n}" for n in range(6)]
+    assert [b.text for b in blocks if b.kind is T][0] == "r0c0 | r0c1 | r0c2\nr1c0 | r1c1 r1c2"
+    assert [b.text for b in blocks if b.kind is L][0] == "- first point\n- second point"
+    for start in (1, len(units) - 1):
+        assert read_units(path, start) == units[start:]
+
+
+def test_zip_without_a_word_document_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "broken.docx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("word/other.xml", "<x/>")
+    with pytest.raises(CorruptFile, match="not a valid DOCX file"):
+        open_document(path)
