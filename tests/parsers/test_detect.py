@@ -117,8 +117,11 @@ def test_broken_zip_with_docx_name_is_a_corrupt_docx() -> None:
         ("README.md", '<p align="center">logo</p>\n\n# Project\n', "text/markdown"),
         ("notes.txt", "<div>not html, says the name</div>", "text/plain"),
         ("data.xml", '<?xml version="1.0"?><root><a>1</a></root>', "application/xml"),
-        ("page.xhtml", '<?xml version="1.0"?>\n<html xmlns="http://www.w3.org/1999/xhtml"/>',
-         "text/html"),
+        (
+            "page.xhtml",
+            '<?xml version="1.0"?>\n<html xmlns="http://www.w3.org/1999/xhtml"/>',
+            "text/html",
+        ),
         ("doc.rst", "Title\n=====\n\nSome text.\n", "text/plain"),
         ("table.CSV", "a,b\n1,2\n", "text/csv"),
         ("table.tsv", "a\tb\n1\t2\n", "text/tab-separated-values"),

@@ -41,14 +41,21 @@ def test_word_sample_in_document_order() -> None:
         (L, "1. Wear sunglasses\n2. Don’t forget to drink water\n3. Use sun cream", 0),
         (P, "Hmm, what else…", 0),
         (H, "Let’s eat", 2),
-        (P, "After we had a good day of swimming in the lake, it’s important to eat something "
-            "nice", 0),
+        (
+            P,
+            "After we had a good day of swimming in the lake, it’s important to eat something nice",
+            0,
+        ),
         (P, "I like to eat leaves", 0),
         (P, "Here are some interesting things a respectful duck could eat:", 0),
-        (T, " | Food | Calories per portion\n"
+        (
+            T,
+            " | Food | Calories per portion\n"
             "Leaves | Ash, Elm, Maple | 50\n"
             "Berries | Blueberry, Strawberry, Cranberry | 150\n"
-            "Grain | Corn, Buckwheat, Barley | 200", 0),
+            "Grain | Corn, Buckwheat, Barley | 200",
+            0,
+        ),
         (P, "And let’s add another list in the end:", 0),
         (L, "1. Leaves\n2. Berries\n3. Grain", 0),
     ]

@@ -19,14 +19,23 @@ def test_structure_of_a_document() -> None:
         Block(P, "This is the first paragraph of the introduction."),
         Block(H, "Background", level=2),
         Block(P, "Some background information here."),
-        Block(L, "- First item in unordered list\n  - Nested item 1\n  - Nested item 2\n"
-                 "- Second item in unordered list"),
-        Block(L, "1. First item in ordered list\n  1. Nested ordered item 1\n"
-                 "  2. Nested ordered item 2\n2. Second item in ordered list"),
+        Block(
+            L,
+            "- First item in unordered list\n  - Nested item 1\n  - Nested item 2\n"
+            "- Second item in unordered list",
+        ),
+        Block(
+            L,
+            "1. First item in ordered list\n  1. Nested ordered item 1\n"
+            "  2. Nested ordered item 2\n2. Second item in ordered list",
+        ),
         Block(H, "Data Table", level=2),
-        Block(T, "Header 1 | Header 2 | Header 3\nRow 1, Col 1 | Row 1, Col 2 | Row 1, Col 3\n"
-                 "Row 2, Col 1 | Row 2, Col 2 | Row 2, Col 3\n"
-                 "Row 3, Col 1 | Row 3, Col 2 | Row 3, Col 3"),
+        Block(
+            T,
+            "Header 1 | Header 2 | Header 3\nRow 1, Col 1 | Row 1, Col 2 | Row 1, Col 3\n"
+            "Row 2, Col 1 | Row 2, Col 2 | Row 2, Col 3\n"
+            "Row 3, Col 1 | Row 3, Col 2 | Row 3, Col 3",
+        ),
     ]
 
 
@@ -96,8 +105,9 @@ def test_deeply_nested_markup_does_not_overflow(tmp_path: Path) -> None:
 
 def test_long_page_units_resume_exactly(tmp_path: Path) -> None:
     path = tmp_path / "long.html"
+    paragraph = "<p>Sentence {n}.{k} " + "filler " * 40 + "</p>"
     sections = "".join(
-        f"<h2>Part {n}</h2>" + "".join(f"<p>Sentence {n}.{k} {'filler ' * 40}</p>" for k in range(20))
+        f"<h2>Part {n}</h2>" + "".join(paragraph.format(n=n, k=k) for k in range(20))
         for n in range(30)
     )
     path.write_text(f"<html><body>{sections}</body></html>", encoding="utf-8")

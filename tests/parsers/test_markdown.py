@@ -19,9 +19,12 @@ def test_mixed_markdown_blocks_in_order() -> None:
         (P, "Some text"),
         (H, "Famous ducks"),
         (P, "Here is a table:"),
-        (T, "Character | Name in German | Name in French | Name in Italian\n"
+        (
+            T,
+            "Character | Name in German | Name in French | Name in Italian\n"
             "Scrooge McDuck | Dagobert Duck | Balthazar Picsou | Paperone\n"
-            "Huey | Tick | Riri | Qui\nDewey | Trick | Fifi | Quo\nLouie | Track | Loulou | Qua"),
+            "Huey | Tick | Riri | Qui\nDewey | Trick | Fifi | Quo\nLouie | Track | Loulou | Qua",
+        ),
         (P, "And here is more HTML:"),
         (P, "Some paragraph."),
         (P, "Now a div — almost there..."),
@@ -51,7 +54,7 @@ def test_inline_markup_becomes_clean_text(tmp_path: Path) -> None:
     path.write_text(
         "---\ntitle: Front matter\n---\n"
         "## A *styled* `heading` [link](http://x)\n\n"
-        "Text with **bold**, a [link](http://example.com \"t\"), ![an image](i.png),\n"
+        'Text with **bold**, a [link](http://example.com "t"), ![an image](i.png),\n'
         "an &amp; entity and an escaped \\* star.\n\n"
         "> Quoted words.\n\n"
         "- item *one*\n  - nested item\n\n    continued paragraph\n- item two\n\n"

@@ -33,8 +33,11 @@ def test_pptx_slides_titles_text_tables_and_notes() -> None:
 def test_xlsx_sheet_names_are_headings_and_rows_are_lines() -> None:
     blocks = read_blocks(DATA / "xlsx_01.xlsx")
     assert [b.text for b in blocks if b.kind is H] == ["Sheet1", "Sheet2", "Sheet3", "Sheet4"]
-    assert blocks[1] == Block(T, "first | second | third\n1 | 5 | 9\n2 | 4 | 6\n3 | 3 | 3\n"
-                                 "4 | 2 | 0\n5 | 1 | -3\n6 | 0 | -6")
+    assert blocks[1] == Block(
+        T,
+        "first | second | third\n1 | 5 | 9\n2 | 4 | 6\n3 | 3 | 3\n"
+        "4 | 2 | 0\n5 | 1 | -3\n6 | 0 | -6",
+    )
     assert blocks[-1] == Block(T, "header\n1")
 
 
@@ -61,22 +64,29 @@ def test_long_sheet_is_split_into_row_blocks(tmp_path: Path) -> None:
 
 def test_csv_delimiter_is_sniffed() -> None:
     assert read_blocks(DATA / "semicolon-delimited.csv") == [
-        Block(T, "Lorem, ipsum | dolor sit | amet\nconsectetur | adipiscing | elit\n"
-                 "sed, do | eiusmod | tempor incididunt\nut labore | et, dolore | magna aliqua\n"
-                 "Ut enim | ad minim | veniam, quis"),
+        Block(
+            T,
+            "Lorem, ipsum | dolor sit | amet\nconsectetur | adipiscing | elit\n"
+            "sed, do | eiusmod | tempor incididunt\nut labore | et, dolore | magna aliqua\n"
+            "Ut enim | ad minim | veniam, quis",
+        ),
     ]
 
 
 def test_tsv_rows() -> None:
     table = read_blocks(DATA / "stanley-cups.tsv")[0]
-    assert table.text.splitlines()[:3] == ["Stanley Cups", "Team | Location | Stanley Cups",
-                                           "Blues | STL | 1"]
+    assert table.text.splitlines()[:3] == [
+        "Stanley Cups",
+        "Team | Location | Stanley Cups",
+        "Blues | STL | 1",
+    ]
 
 
 def test_long_csv_units_hold_200_rows(tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
-    lines = ["id,name,comment"] + [f'{n},name {n},"quoted, with comma\nand newline"'
-                                   for n in range(1000)]
+    lines = ["id,name,comment"] + [
+        f'{n},name {n},"quoted, with comma\nand newline"' for n in range(1000)
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     units = read_units(path)
     assert [len(u.blocks[0].text.splitlines()) for u in units] == [200] * 5 + [1]
