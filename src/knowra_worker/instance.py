@@ -76,7 +76,7 @@ class Instance:
     def _spawn_worker(self) -> subprocess.Popen[bytes]:
         s = self.settings
         env = {**os.environ, "KNOWRA_REDIS_URL": self.broker.url,
-               "KNOWRA_WORKER_ID": self.worker_id}
+               "KNOWRA_WORKER_ID": self.worker_id, "KNOWRA_INSTANCE_PID": str(os.getpid())}
         args = [
             sys.executable, "-m", "celery", "-A", "knowra_worker.celery_app", "worker",
             "--loglevel", s.log_level.upper(), "--concurrency", str(s.concurrency),

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -85,7 +85,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     PAUSED = "paused"
     CANCELLED = "cancelled"
-    RETRY = "retry"  # a transient error: the caller schedules another attempt
+    RETRY = "queued"  # back in the queue (transient error, hand-back): send another message
     SKIPPED = "skipped"  # not ours to run (final, paused, running elsewhere, missing)
     LOST = "lost"  # another worker took the task over (stale epoch)
 
@@ -123,11 +123,20 @@ class _Lease:
                 log.warning("task %s: lease renewal failed; will try again", task_id)
 
 
+def _never() -> bool:
+    return False
+
+
 class TaskRunner:
-    def __init__(self, store: TaskStore, settings: Settings, worker_id: str) -> None:
+    """Runs claimed tasks. `should_yield` is asked at every checkpoint: when it answers
+    True (the instance is going away) the task is handed back to the queue right there."""
+
+    def __init__(self, store: TaskStore, settings: Settings, worker_id: str,
+                 should_yield: Callable[[], bool] = _never) -> None:
         self.store = store
         self.settings = settings
         self.worker_id = worker_id
+        self.should_yield = should_yield
         self.lease_ms = int(settings.lease_ttl_s * 1000)
 
     def run(self, task_id: str) -> Outcome:
@@ -202,6 +211,10 @@ class TaskRunner:
             if parsed % self.settings.checkpoint_every_units == 0:
                 own.checkpoint(batch, next_unit, chunker, doc, parsed, final=False)
                 batch, parsed = [], 0
+                if self.should_yield():
+                    log.warning("task %s: this instance is going away; handing the task back "
+                                "at unit %d", own.task_id, next_unit)
+                    raise _Stop(own.hand_back())
         batch.extend(ctx.record(r) for r in chunker.finish())
         if chunker.state.seq == 0:
             raise EmptyDocument("the document contains no extractable text "
@@ -261,6 +274,10 @@ class _Owned:
             raise _Stop(self._settle(State.PAUSED))
         if state == State.CANCELLING:
             raise _Stop(self._settle(State.CANCELLED))
+
+    def hand_back(self) -> Outcome:
+        """Back to the queue from the checkpoint just committed (or paused, if asked)."""
+        return self._settle(State.QUEUED)
 
     def settle(self, target: State, fields: dict[str, Any]) -> None:
         outcome = self._settle(target, fields)

@@ -94,12 +94,14 @@ class UnitLimits:
 
     A unit closes before the block that would take it over `max_chars` or `max_blocks`, and
     before a heading once it holds at least `section_chars`, so that units follow sections
-    where the document has them. A single block longer than `max_chars` is split.
+    where the document has them, and, with `table_per_unit`, before a second TABLE block. A
+    single block longer than `max_chars` is split.
     """
 
     max_chars: int = 32_000
     max_blocks: int = 100
     section_chars: int = 8_000
+    table_per_unit: bool = False
 
 
 def split_oversized(block: Block, max_chars: int) -> Iterator[Block]:
@@ -145,6 +147,8 @@ def group_units(blocks: Iterable[Block], limits: UnitLimits) -> Iterator[Unit]:
 def _must_cut(current: list[Block], chars: int, block: Block, limits: UnitLimits) -> bool:
     if chars + len(block.text) > limits.max_chars or len(current) >= limits.max_blocks:
         return True
+    if block.kind is BlockKind.TABLE and limits.table_per_unit:
+        return any(b.kind is BlockKind.TABLE for b in current)
     return block.kind is BlockKind.HEADING and chars >= limits.section_chars
 
 

@@ -136,9 +136,7 @@ def _guess(sample: bytes, *, complete: bool) -> str | None:
         return None
     best = matches[0]
     equally_good = [
-        m
-        for m in matches
-        if m.chaos <= best.chaos + 0.01 and m.coherence >= best.coherence - 0.01
+        m for m in matches if m.chaos <= best.chaos + 0.01 and m.coherence >= best.coherence - 0.01
     ]
     for preferred in _PREFERRED:
         for match in equally_good:

@@ -152,7 +152,14 @@ _IWORK_EXTENSIONS = {
 _IWORK_ENTRIES = ("index.xml", "Index/", "QuickLook/")
 _MAX_CONTENT_TYPES = 1024 * 1024
 # What zipfile raises for a damaged archive (UnicodeDecodeError is a ValueError).
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError, NotImplementedError)
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+)
 
 _TEXT_EXTENSIONS = {
     ".md": MARKDOWN,

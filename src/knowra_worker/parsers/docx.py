@@ -2,8 +2,9 @@
 
 Paragraphs and tables come interleaved as they are in the body (content controls and custom
 XML wrappers are looked through). A paragraph is a heading when its style (or a style it is
-based on) is "Heading N" or "Title", or when it has an outline level; a list item when it has
-numbering or a "List ..." style. Consecutive list items make one LIST block, one item per
+based on) is "Heading N" or "Title", or when it has an outline level. The Title is level 1;
+"Heading N" is level N, or N + 1 (capped at 6) in a document that has a Title, so that the
+sections sit below it. A paragraph is a list item when it has numbering or a "List ..." style. Consecutive list items make one LIST block, one item per
 line ("- item" or "N. item", indented two spaces per level). Tables give a TABLE block, one
 line per row with cells joined by " | "; a merged cell appears once. Text includes
 hyperlinks, fields, text boxes and equations (as their characters); deleted revisions,
@@ -77,16 +78,22 @@ class DocxDocument(FlowDocument):
             self._styles = _Styles(document.styles.element)
             self._numbering = _Numbering(_numbering_element(document))
             children = len(self._body)
+            self._title_shift = int(_uses_title(self._body, self._styles))
         super().__init__(mime_type, -(-children // _LIMITS.max_blocks))
 
     def iter_blocks(self) -> Iterator[Block]:
-        builder = _BlockBuilder(self._styles, self._numbering.fresh())
+        builder = _BlockBuilder(self._styles, self._numbering.fresh(), self._title_shift)
         for element in _content(self._body):
             yield from builder.add(element)
         yield from builder.flush_list()
 
     def close(self) -> None:
         self._body = None
+
+
+def _uses_title(body: Any, styles: _Styles) -> bool:
+    """Whether a paragraph has the Title style: then headings sit one level below it."""
+    return any(styles.describe(node.get(_VAL)).title for node in body.iter(qn("w:pStyle")))
 
 
 def _load(path: Path) -> Any:
@@ -188,7 +195,9 @@ class _Styles:
             seen.add(style_id)
             info = self._styles[style_id]
             resolved.list_name = resolved.list_name or info.name.lower().startswith("list")
-            resolved.level = resolved.level or _style_level(info)
+            if not resolved.level:
+                resolved.level = _style_level(info)
+                resolved.title = info.name.strip().lower() == "title"
             if resolved.num_id is None:
                 resolved.num_id = info.num_id
             if resolved.num_level is None:
@@ -200,6 +209,7 @@ class _Styles:
 @dataclass(slots=True)
 class _ResolvedStyle:
     level: int = 0  # heading level, 0 when not a heading style
+    title: bool = False  # the Title style (or one based on it)
     list_name: bool = False  # a "List ..." style
     num_id: str | None = None
     num_level: int | None = None
@@ -290,9 +300,10 @@ def _levels(abstract_num: Any) -> dict[int, tuple[str, int]]:
 
 
 class _BlockBuilder:
-    def __init__(self, styles: _Styles, numbering: _Numbering) -> None:
+    def __init__(self, styles: _Styles, numbering: _Numbering, title_shift: int) -> None:
         self.styles = styles
         self.numbering = numbering
+        self.title_shift = title_shift  # 1 when the document has a Title above its headings
         self.items: list[str] = []
 
     def add(self, element: Any, depth: int = 0) -> Iterator[Block]:
@@ -322,7 +333,9 @@ class _BlockBuilder:
         level = style.level
         own_outline = _int(_child_val(ppr, "w:outlineLvl"))
         if own_outline is not None and 0 <= own_outline < 9:
-            level = min(own_outline + 1, _MAX_LEVEL)
+            level = own_outline + 1
+        if level and not style.title:
+            level = min(level + self.title_shift, _MAX_LEVEL)
         item = None if level else self._list_item(ppr, style, text)
         if item is not None:
             if text:

@@ -55,7 +55,9 @@ _INLINE = frozenset(
 _LISTS = frozenset({"ul", "ol", "menu"})
 _MAX_DEPTH = 120  # deeper subtrees are flattened to text
 _BREAK = "\ue000"  # stands for <br> until whitespace is collapsed (a private-use char)
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
+)
 _LATIN1_ALIASES = {"iso8859-1", "iso-8859-1", "latin-1", "latin1", "ascii", "us-ascii"}
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=100, section_chars=8_000)
 

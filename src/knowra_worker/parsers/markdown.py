@@ -200,7 +200,7 @@ def _one_line(text: str) -> str:
 
 
 def _list_lines(tokens: Sequence[Token]) -> list[str]:
-    """"- item" / "1. item" lines; continuation paragraphs and code indented under the item."""
+    """ "- item" / "1. item" lines; continuation paragraphs and code indented under the item."""
     lines: list[tuple[str, str]] = []  # (marker or indentation, text)
     depth = -1
     fresh = False  # the last line is an item marker waiting for its text

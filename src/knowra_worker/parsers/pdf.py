@@ -40,7 +40,9 @@ from knowra_worker.parsers.base import BaseDocument, Block, BlockKind, Unit
 PDFIUM_LOCK = threading.RLock()
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_BULLET = re.compile(r"^([\u2022\u25cf\u25cb\u25e6\u25aa\u25a0\u2023\u2043\u2219\u00b7*\u2013-]\s|\d{1,2}[.)]\s)")
+_BULLET = re.compile(
+    r"^([\u2022\u25cf\u25cb\u25e6\u25aa\u25a0\u2023\u2043\u2219\u00b7*\u2013-]\s|\d{1,2}[.)]\s)"
+)
 _PARAGRAPH_GAP = 0.5  # of a line's height
 _FONT_CHANGE = 1.25  # ratio of line heights
 _HEADING_RATIO = 1.3  # of the body text's line height
@@ -119,7 +121,9 @@ def _load(path: Path) -> pdfium.PdfDocument:
 def _load_error(exc: pdfium.PdfiumError) -> KnowraError:
     code = exc.err_code
     if code == pdfium_c.FPDF_ERR_PASSWORD:
-        return EncryptedFile("the PDF is password-protected; remove the password and submit it again")
+        return EncryptedFile(
+            "the PDF is password-protected; remove the password and submit it again"
+        )
     if code == pdfium_c.FPDF_ERR_SECURITY:
         return EncryptedFile("the PDF is encrypted with an unsupported security handler")
     if code == pdfium_c.FPDF_ERR_FILE:

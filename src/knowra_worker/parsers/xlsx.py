@@ -27,8 +27,8 @@ from knowra_worker.parsers.base import Block, BlockKind
 
 ROWS_PER_BLOCK = 200
 _MAX_BLOCK_CHARS = 30_000
-# A heading and one table block per unit; every heading (a new sheet) starts a unit.
-_LIMITS = UnitLimits(max_chars=32_000, max_blocks=2, section_chars=0)
+# A unit: one table block, after its sheet's heading; every heading (a new sheet) starts one.
+_LIMITS = UnitLimits(max_chars=32_000, max_blocks=2, section_chars=0, table_per_unit=True)
 
 
 class XlsxParser:

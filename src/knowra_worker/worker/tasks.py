@@ -18,7 +18,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from knowra_worker.errors import KnowraError
 from knowra_worker.pipeline import Outcome, TaskRunner
-from knowra_worker.procs import die_with_parent
+from knowra_worker.procs import die_with_parent, pid_alive
 from knowra_worker.settings import get_settings
 from knowra_worker.store import Keys, TaskStore
 from knowra_worker.worker.celery_app import TASK_NAME, app
@@ -32,7 +32,13 @@ def worker_id() -> str:
 
 @lru_cache(maxsize=1)
 def runner() -> TaskRunner:
-    return TaskRunner(_main_store(), get_settings(), worker_id())
+    return TaskRunner(_main_store(), get_settings(), worker_id(), should_yield=_instance_gone)
+
+
+def _instance_gone() -> bool:
+    """The API process that started this worker has died (the worker is shutting down)."""
+    pid = int(os.environ.get("KNOWRA_INSTANCE_PID") or 0)
+    return bool(pid) and not pid_alive(pid)
 
 
 @worker_process_init.connect

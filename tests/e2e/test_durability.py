@@ -1,0 +1,197 @@
+"""Durable tasks end to end: real worker processes killed with SIGKILL, whole services
+restarted, the Redis server itself restarted; every task ends with exactly the chunks of an
+uninterrupted run. Pause, cancel and crash points are whatever the real timing gives; the
+exact-boundary cases are covered in tests/worker/test_durability.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from knowra_worker.broker import Broker, start_embedded
+
+from ..conftest import DATA, Service, free_port, service_env
+
+BIG = "DA-619p.pdf"  # 619 pages: a run takes long enough to be interrupted
+BIG_PAGES = 619
+FAST = {"KNOWRA_LEASE_TTL_S": "3", "KNOWRA_HEARTBEAT_INTERVAL_S": "0.5",
+        "KNOWRA_RECOVERY_INTERVAL_S": "0.5", "KNOWRA_REQUEUE_QUEUED_AFTER_S": "5",
+        "KNOWRA_MAX_FILE_SIZE_MB": "50"}
+
+
+class Cluster:
+    """A dedicated Redis (AOF on, restartable on its port) and services sharing it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.redis: Broker = start_embedded(tmp / "redis", port=self.port)
+        self.prefix = f"c{uuid.uuid4().hex[:6]}:"
+        self.services: list[Service] = []
+
+    def service(self) -> Service:
+        env = service_env(self.tmp, KNOWRA_REDIS_URL=self.redis.url,
+                          KNOWRA_KEY_PREFIX=self.prefix, **FAST)
+        svc = Service(env, free_port(), self.tmp)
+        self.services.append(svc)
+        svc.wait_ready()
+        return svc
+
+    def restart_redis(self, down_s: float = 1.0) -> None:
+        self.redis.stop()
+        time.sleep(down_s)
+        self.redis = start_embedded(self.tmp / "redis", port=self.port)
+
+    def close(self) -> None:
+        for svc in self.services:
+            svc.stop()
+        self.redis.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    yield c
+    c.close()
+
+
+def comparable(chunks: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What must not depend on interruptions (ids derive from the task id, compared apart)."""
+    return [(c["seq"], c["text"], c["metadata"]["page_start"], c["metadata"]["page_end"],
+             c["metadata"]["char_start"], c["metadata"]["char_end"],
+             tuple(c["metadata"]["headings"])) for c in chunks]
+
+
+_expected: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+
+
+def expected(svc: Service, name: str, size: int) -> list[tuple[Any, ...]]:
+    if (name, size) not in _expected:
+        task_id = submit(svc, name, size)
+        status = svc.wait_final(task_id, timeout=300)
+        assert status["state"] == "succeeded", status
+        _expected[(name, size)] = comparable(svc.all_chunks(task_id))
+    return _expected[(name, size)]
+
+
+def submit(svc: Service, name: str, size: int = 600) -> str:
+    r = svc.start_task(file_path=str(DATA / name), chunk_size=size, chunk_overlap=60)
+    assert r.status_code == 202, r.text
+    return str(r.json()["task_id"])
+
+
+def wait_until(svc: Service, task_id: str, pred: Any, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = svc.http.get("/worker/task_status", params={"task_id": task_id}).json()
+        if pred(status):
+            return status
+        time.sleep(0.02)
+    raise AssertionError(f"condition not met in {timeout}s: {status}")
+
+
+def mid_run(status: dict[str, Any]) -> bool:
+    return status["state"] == "running" and status["progress"]["units_done"] >= 5
+
+
+def check_complete(svc: Service, task_id: str, want: list[tuple[Any, ...]]) -> dict[str, Any]:
+    status = svc.wait_final(task_id, timeout=300)
+    assert status["state"] == "succeeded", status
+    chunks = svc.all_chunks(task_id)
+    assert comparable(chunks) == want
+    assert len({c["chunk_id"] for c in chunks}) == len(chunks) == status["progress"]["chunks"]
+    return status
+
+
+def test_sigkill_of_the_worker_process_resumes_from_the_checkpoint(cluster: Cluster) -> None:
+    svc = cluster.service()
+    want = expected(svc, BIG, 600)
+    task_id = submit(svc, BIG)
+    running = wait_until(svc, task_id, mid_run)
+    killed_at = time.monotonic()
+    os.kill(running["worker_pid"], signal.SIGKILL)
+    status = check_complete(svc, task_id, want)
+    took = time.monotonic() - killed_at
+    assert status["attempts"] == 2 and status["worker_pid"] != running["worker_pid"]
+    # committed pages are never parsed again; only the page in flight was
+    assert status["units_parsed"] == BIG_PAGES
+    print(f"recovered a SIGKILLed task in {took:.1f} s")  # noqa: T201
+
+
+def test_pause_restart_every_worker_then_resume(cluster: Cluster) -> None:
+    svc = cluster.service()
+    want = expected(svc, BIG, 600)
+    task_id = submit(svc, BIG)
+    wait_until(svc, task_id, mid_run)
+    asked = time.monotonic()
+    r = svc.http.post("/worker/pause_task", json={"task_id": task_id})
+    assert r.json()["state"] in ("pausing", "paused")
+    paused = wait_until(svc, task_id, lambda s: s["state"] == "paused")
+    print(f"pause took {time.monotonic() - asked:.2f} s")  # noqa: T201
+    assert 0 < paused["progress"]["units_done"] < BIG_PAGES
+    svc.stop()
+    svc = cluster.service()
+    time.sleep(2)  # several recovery sweeps: a paused task stays paused
+    assert svc.http.get("/worker/task_status", params={"task_id": task_id}).json()[
+        "state"] == "paused"
+    assert svc.http.post("/worker/resume_task", json={"task_id": task_id}).json()[
+        "state"] in ("queued", "running", "succeeded")
+    status = check_complete(svc, task_id, want)
+    assert status["units_parsed"] == BIG_PAGES
+
+
+def test_cancel_then_restart_never_runs_again(cluster: Cluster) -> None:
+    svc = cluster.service()
+    task_id = submit(svc, BIG)
+    wait_until(svc, task_id, mid_run)
+    assert svc.http.post("/worker/cancel_task", json={"task_id": task_id}).json()[
+        "state"] in ("cancelling", "cancelled")
+    status = svc.wait_final(task_id)
+    assert status["state"] == "cancelled"
+    svc.stop()
+    cluster.restart_redis()
+    svc = cluster.service()
+    time.sleep(2)
+    status = svc.http.get("/worker/task_status", params={"task_id": task_id}).json()
+    assert status["state"] == "cancelled" and status["progress"]["chunks"] == 0
+    result = svc.http.get("/worker/task_result", params={"task_id": task_id}).json()
+    assert result["total"] == 0 and result["chunks"] == []
+
+
+def test_redis_restart_while_tasks_queue_and_run(cluster: Cluster) -> None:
+    svc = cluster.service()
+    want_big = expected(svc, BIG, 600)
+    want_small = expected(svc, "multi-column.pdf", 600)
+    big = [submit(svc, BIG) for _ in range(2)]
+    small = [submit(svc, "multi-column.pdf") for _ in range(3)]
+    wait_until(svc, big[0], mid_run)
+    cluster.restart_redis(down_s=2)
+    for task_id in big:
+        check_complete(svc, task_id, want_big)
+    for task_id in small:
+        check_complete(svc, task_id, want_small)
+
+
+def test_sigkill_of_a_whole_instance_is_taken_over_by_another(cluster: Cluster) -> None:
+    first, second = cluster.service(), cluster.service()
+    want = expected(first, BIG, 600)
+    task_ids = [submit(first, BIG) for _ in range(2)]
+    running = wait_until(first, task_ids[0], mid_run)
+    owner = next(s for s in (first, second)
+                 if running["worker_pid"] in [p.pid for p in
+                                              psutil.Process(s.proc.pid).children(True)])
+    survivor = second if owner is first else first
+    survivor_id = survivor.http.get("/worker/register").json()["worker_id"]
+    owner.stop(signal.SIGKILL)
+    statuses = [check_complete(survivor, task_id, want) for task_id in task_ids]
+    assert statuses[0]["worker_id"] == survivor_id and statuses[0]["attempts"] == 2
+    workers = survivor.http.get("/worker/workers").json()
+    assert survivor_id in [w["worker_id"] for w in workers]
