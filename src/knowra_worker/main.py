@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None, instance: Instance | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logs.setup(settings.log_level)
         try:
-            inst = instance or await run_in_threadpool(Instance.start, settings)
+            # In this thread, not a pool thread: the children's parent-death signal fires
+            # when the thread that started them exits.
+            inst = instance or Instance.start(settings)
         except StartupError as exc:
             log.error("cannot start: %s", exc)
             raise

@@ -32,7 +32,10 @@ def _child_setup(sig: int) -> Callable[[], None]:
 def spawn(args: list[str], env: dict[str, str] | None = None, sig: int = signal.SIGTERM
           ) -> subprocess.Popen[bytes]:
     """Start a child that inherits our stdout/stderr (so its output reaches our log) and
-    gets `sig` if we die without stopping it."""
+    gets `sig` if we die without stopping it.
+
+    Linux sends the parent-death signal when the *thread* that forked the child ends: call
+    this from a thread that lives as long as the child should (the main thread)."""
     return subprocess.Popen(
         args, env=env, stdin=subprocess.DEVNULL, preexec_fn=_child_setup(sig),  # noqa: PLW1509
         start_new_session=False,

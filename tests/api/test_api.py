@@ -52,6 +52,23 @@ def test_start_task_answers_202_and_a_queued_status(client: TestClient, root: Pa
     assert client.get("/worker/task_status", params={"task_id": "task_123"}).json() == status
 
 
+def test_simultaneous_submissions_to_two_instances_make_one_task(
+    redis_url: str, key_prefix: str, root: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with make_client(redis_url, key_prefix, [root]) as one, \
+            make_client(redis_url, key_prefix, [root]) as two:
+        for _ in range(10):
+            b = body(root)
+            with ThreadPoolExecutor(4) as pool:
+                codes = sorted(pool.map(lambda c: c.post("/worker/start_task", json=b)
+                                        .status_code, [one, two, one, two]))
+            assert codes == [200, 200, 200, 202]
+        tasks = one.get("/worker/tasks", params={"kb_id": "kb1"}).json()
+        assert len(tasks) == len({t["task_id"] for t in tasks}) == 10
+
+
 def test_same_task_again_is_idempotent_and_other_parameters_conflict(
     client: TestClient, root: Path
 ) -> None:

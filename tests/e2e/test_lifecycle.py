@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx2 as httpx
 import psutil
 import pytest
 
@@ -102,24 +103,27 @@ def test_two_instances_cannot_share_one_embedded_data_dir(embedded: Service) -> 
     embedded.stop()
 
 
-def test_python_m_and_uvicorn_entry_points(tmp_path: Path, redis_url: str) -> None:
-    env = service_env(tmp_path, KNOWRA_REDIS_URL=redis_url, KNOWRA_EMBEDDED_WORKER="false")
+def test_uvicorn_entry_point_keeps_its_worker(tmp_path: Path, redis_url: str) -> None:
+    """`uvicorn knowra_worker.main:app` starts the same instance, with its worker, and
+    stops it all on SIGTERM."""
+    env = service_env(tmp_path, KNOWRA_REDIS_URL=redis_url)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "knowra_worker.main:app", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    url = f"http://127.0.0.1:{port}/worker/heartbeat"
     try:
-        import httpx2 as httpx
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        beat: dict = {}
+        while time.monotonic() < deadline and beat.get("status") != "ok":
             try:
-                reg = httpx.get(f"http://127.0.0.1:{port}/worker/register").json()
-                break
+                beat = httpx.get(url).json()
             except httpx.TransportError:
                 time.sleep(0.2)
-        assert reg["broker"]["mode"] == "configured"
+        assert beat["status"] == "ok" and beat["worker"]["ready"] is True
+        children = descendants(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) in (0, -signal.SIGTERM)
+        assert proc.wait(60) in (0, -signal.SIGTERM)
+    assert not wait_gone(children), names(children)

@@ -274,3 +274,69 @@ def test_rerun_replaces_the_chunks_only_when_it_succeeds(rig: Rig) -> None:
     assert rig.chunks(task_id) == first
     keys = rig.store.r.keys(rig.store.keys.chunks_base(task_id) + ":*")
     assert keys == [rig.store.keys.chunks(task_id, 1)]  # the old generation is gone
+
+
+def test_transient_source_errors_are_retried_then_fail_after_the_bounded_attempts(
+    rig: Rig,
+) -> None:
+    from knowra_worker.errors import SourceIOError
+
+    expected = baseline(rig, "multi_page.pdf")
+    task_id = rig.new_task("multi_page.pdf")
+    plan = [2, 3]  # the first attempt fails at unit 2, the second at unit 3
+
+    def hook(index: int) -> None:
+        if plan and plan[0] == index:
+            plan.pop(0)
+            raise SourceIOError(f"I/O error reading the source at unit {index}")
+    rig.hook = hook
+    for _ in range(2):
+        assert rig.runner().run(task_id) is Outcome.RETRY
+        st_ = status(rig, task_id)
+        assert st_.state is State.QUEUED and st_.error.code == "SOURCE_IO_ERROR"
+        assert st_.error.retryable is True
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    final = status(rig, task_id)
+    assert final.attempts == 3 and final.error is None and final.units_parsed == 5
+    assert normalize(rig.chunks(task_id), task_id) == expected
+
+    always = rig.new_task("multi_page.pdf")
+    rig.hook = lambda index: (_ for _ in ()).throw(SourceIOError("disk gone"))
+    outcomes = [rig.runner().run(always) for _ in range(rig.settings.max_attempts)]
+    assert outcomes == [Outcome.RETRY] * (rig.settings.max_attempts - 1) + [Outcome.FAILED]
+    assert status(rig, always).error.code == "SOURCE_IO_ERROR"
+
+
+def test_redis_outage_mid_task_is_survived(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    import time
+
+    from knowra_worker.broker import start_embedded
+
+    redis_dir = tmp_path / "redis"
+    servers = [start_embedded(redis_dir)]
+    port = int(servers[0].url.rsplit(":", 1)[1].split("/")[0])
+    rig = Rig(servers[0].url)
+    rig.settings = rig.settings.model_copy(update={"lease_ttl_s": 1.0})
+    try:
+        with rig.hooked(monkeypatch):
+            expected = baseline(rig, "multi_page.pdf")
+            task_id = rig.new_task("multi_page.pdf")
+
+            def hook(index: int) -> None:
+                if index == 3:
+                    rig.hook = lambda i: None
+                    servers[0].stop()  # AOF fsynced on shutdown
+            rig.hook = hook
+            # the commit after unit 3 finds no Redis for longer than the client's retries
+            assert rig.runner().run(task_id) is Outcome.RETRY
+            servers.append(start_embedded(redis_dir, port=port))
+            time.sleep(1.2)  # the lease the first worker held lapses
+            assert rig.runner("w2").run(task_id) is Outcome.SUCCEEDED
+            final = status(rig, task_id)
+            assert final.attempts == 2 and final.progress.units_done == 5
+            assert normalize(rig.chunks(task_id), task_id) == expected
+    finally:
+        rig.store.close()
+        for server in servers:
+            server.stop()
