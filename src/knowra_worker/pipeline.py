@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
+from billiard.exceptions import SoftTimeLimitExceeded
 
 from knowra_worker.chunking import Chunker, ChunkerState, RawChunk
 from knowra_worker.errors import (

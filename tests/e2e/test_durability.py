@@ -37,9 +37,9 @@ class Cluster:
         self.prefix = f"c{uuid.uuid4().hex[:6]}:"
         self.services: list[Service] = []
 
-    def service(self) -> Service:
+    def service(self, **extra: str) -> Service:
         env = service_env(self.tmp, KNOWRA_REDIS_URL=self.redis.url,
-                          KNOWRA_KEY_PREFIX=self.prefix, **FAST)
+                          KNOWRA_KEY_PREFIX=self.prefix, **{**FAST, **extra})
         svc = Service(env, free_port(), self.tmp)
         self.services.append(svc)
         svc.wait_ready()
@@ -195,3 +195,23 @@ def test_sigkill_of_a_whole_instance_is_taken_over_by_another(cluster: Cluster) 
     assert statuses[0]["worker_id"] == survivor_id and statuses[0]["attempts"] == 2
     workers = survivor.http.get("/worker/workers").json()
     assert survivor_id in [w["worker_id"] for w in workers]
+
+
+def test_time_limit_stops_at_a_checkpoint_and_resume_goes_on(cluster: Cluster) -> None:
+    svc = cluster.service()
+    want = expected(svc, BIG, 600)
+    svc.stop()
+    svc = cluster.service(KNOWRA_TASK_TIME_LIMIT_S="0.5")
+    task_id = submit(svc, BIG)
+    stops = 0
+    while (status := svc.wait_final(task_id, timeout=120))["state"] == "failed":
+        assert status["error"]["code"] == "LIMIT_EXCEEDED", status
+        assert status["error"]["retryable"] is False
+        assert 0 < status["progress"]["units_done"] < BIG_PAGES
+        stops += 1
+        assert stops < 50
+        r = svc.http.post("/worker/resume_task", json={"task_id": task_id})
+        assert r.status_code == 200 and r.json()["state"] in ("queued", "running", "succeeded")
+    assert stops >= 1
+    status = check_complete(svc, task_id, want)
+    assert status["units_parsed"] <= BIG_PAGES + stops  # at most the unit in flight, per stop

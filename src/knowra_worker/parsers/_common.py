@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from billiard.exceptions import SoftTimeLimitExceeded
+
 from knowra_worker.errors import (
     CorruptFile,
     FileNotFound,
@@ -45,13 +47,13 @@ def translate_errors(what: str) -> Iterator[None]:
     """Turn anything a parsing library raises into a KnowraError.
 
     `what` names the format for the message, e.g. "DOCX file" gives "not a valid DOCX file:
-    ...". Knowra errors pass through, OSError becomes SourceIOError (FileNotFound when the
-    file vanished), anything else becomes CorruptFile.
+    ...". Knowra errors and the worker's soft time limit pass through, OSError becomes
+    SourceIOError (FileNotFound when the file vanished), anything else becomes CorruptFile.
     """
     try:
         yield
-    except KnowraError:
-        raise
+    except (KnowraError, SoftTimeLimitExceeded):
+        raise  # ours already, or the worker's time limit: not the file's fault
     except OSError as exc:
         raise io_error(exc) from exc
     except RecursionError as exc:
