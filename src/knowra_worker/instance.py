@@ -20,6 +20,7 @@ from typing import Any
 from celery import Celery
 
 from knowra_worker import __version__, broker, procs
+from knowra_worker.metrics import Metrics
 from knowra_worker.parsers import registry
 from knowra_worker.settings import Settings
 from knowra_worker.store import Keys, TaskStore
@@ -52,6 +53,7 @@ class Instance:
     started_at: float = field(default_factory=time.time)
     worker: subprocess.Popen[bytes] | None = None
     stopped: bool = False
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def start(cls, settings: Settings) -> Instance:
@@ -63,6 +65,7 @@ class Instance:
             )
             inst = cls(settings, found, store, create_celery(settings, found.url),
                        new_worker_id(settings))
+            inst.metrics.watch(store)
             if settings.embedded_worker:
                 inst.worker = inst._spawn_worker()
             inst.register()
@@ -120,6 +123,7 @@ class Instance:
                         task_id)
             self.store.touch(task_id)
             self.enqueue(task_id)
+            self.metrics.recovered.inc()
         return orphans
 
     def register(self) -> None:

@@ -12,8 +12,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 
 from knowra_worker import __version__, logs
 from knowra_worker.api import errors
@@ -80,8 +82,14 @@ def create_app(settings: Settings | None = None, instance: Instance | None = Non
     errors.install(app)
     app.include_router(router)
     app.include_router(open_router)
-    app.mount("/metrics", make_asgi_app())
+    app.add_route("/metrics", _metrics, include_in_schema=False)
     return app
+
+
+async def _metrics(request: Request) -> Response:
+    inst: Instance = request.app.state.instance
+    body = await run_in_threadpool(generate_latest, inst.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -193,7 +193,22 @@ def test_register_heartbeat_workers_docs_metrics(client: TestClient) -> None:
     assert beat["broker"]["ok"] is True and beat["worker_id"] == reg["worker_id"]
     assert client.get("/docs").status_code == 200 and client.get("/redoc").status_code == 200
     assert "/worker/start_task" in client.get("/openapi.json").json()["paths"]
-    assert client.get("/metrics").status_code == 200
+
+
+
+def test_metrics_count_submissions_and_active_tasks(client: TestClient, root: Path) -> None:
+    b = body(root)
+    client.post("/worker/start_task", json=b)
+    client.post("/worker/start_task", json=b)
+    client.post("/worker/start_task", json=body(root))
+    client.post("/worker/pause_task", json={"task_id": b["task_id"]})
+    text = client.get("/metrics").text
+    assert 'knowra_tasks_submitted_total{outcome="created"} 2.0' in text
+    assert 'knowra_tasks_submitted_total{outcome="existing"} 1.0' in text
+    assert 'knowra_task_controls_total{action="pause"} 1.0' in text
+    assert 'knowra_active_tasks{state="queued"} 1.0' in text
+    assert 'knowra_active_tasks{state="paused"} 1.0' in text
+    assert "knowra_instances 1.0" in text
 
 
 def test_api_keys_are_enforced(redis_url: str, key_prefix: str, root: Path) -> None:

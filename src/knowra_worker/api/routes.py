@@ -51,11 +51,14 @@ def start_task(req: StartTaskRequest, inst: InstanceDep, response: Response) -> 
     path = resolve_allowed(req.file_path, inst.settings.allowed_roots)
     check_readable_file(path, req.file_path)
     created, status = inst.store.create_task(req)
+    outcome = "created"
     if not created:
         response.status_code = 200
+        outcome = "existing"
         if req.force:
             inst.store.rerun(req.task_id)
-            status = _status(inst.store, req.task_id)
+            status, outcome = _status(inst.store, req.task_id), "rerun"
+    inst.metrics.submitted.labels(outcome).inc()
     if status.state is State.QUEUED:
         # A re-submission of a queued task re-sends its message: a lost one is healed,
         # and a duplicate is harmless (the worker claims a task only once).
@@ -95,6 +98,8 @@ def list_tasks(
 
 def _control(inst: Instance, task_id: str, action: str) -> TaskStatus:
     state, changed = inst.store.control(task_id, action)
+    if changed:
+        inst.metrics.controls.labels(action).inc()
     status = _status(inst.store, task_id)
     if changed and state == State.QUEUED:
         _enqueue(inst, status)

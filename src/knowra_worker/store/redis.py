@@ -275,6 +275,15 @@ class TaskStore:
         return out
 
     @_store_errors
+    def active_states(self) -> list[str]:
+        """The state of every task not yet final."""
+        ids = list(self.r.smembers(self.keys.active))
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hget(self.keys.task(str(task_id)), "state")
+        return [str(s) for s in pipe.execute() if s] if ids else []
+
+    @_store_errors
     def touch(self, task_id: str) -> None:
         """Mark a queued task as just queued again (so it is not re-sent at once)."""
         self.r.hset(self.keys.task(task_id), "updated_at", time.time())
