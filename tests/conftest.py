@@ -138,6 +138,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterato
     env = service_env(tmp, KNOWRA_REDIS_URL=redis_url,
                       KNOWRA_KEY_PREFIX=f"s{uuid.uuid4().hex[:8]}:")
     svc = Service(env, free_port(), tmp)
-    svc.wait_ready()
-    yield svc
-    svc.stop()
+    try:
+        svc.wait_ready()
+        yield svc
+    finally:
+        svc.stop()

@@ -9,7 +9,8 @@ import zlib
 from pathlib import Path
 
 HERE = Path(__file__).parent
-UDHR = Path("/work/shared/corpus/unstructured/example-docs/language-docs/UDHR_first_article_all.txt")
+CORPUS = HERE.resolve().parents[2] / "shared" / "corpus"  # beside the repository
+UDHR = CORPUS / "unstructured/example-docs/language-docs/UDHR_first_article_all.txt"
 
 
 def udhr_lines(numbers: list[int]) -> list[str]:
@@ -24,7 +25,9 @@ def png_1x1() -> bytes:
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
     pixels = zlib.compress(b"\x00\xff\x00\x00")
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def main() -> None:
@@ -49,7 +52,9 @@ def main() -> None:
     (HERE / "truncated_multi_page.pdf").write_bytes((HERE / "multi_page.pdf").read_bytes()[:64_000])
     rng = random.Random(1234)
     (HERE / "garbage.bin").write_bytes(bytes(rng.randrange(256) for _ in range(4096)))
-    (HERE / "not_a_zip.docx").write_bytes(b"PK\x03\x04" + bytes(rng.randrange(256) for _ in range(2048)))
+    (HERE / "not_a_zip.docx").write_bytes(
+        b"PK\x03\x04" + bytes(rng.randrange(256) for _ in range(2048))
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class Cluster:
         env = service_env(self.tmp, KNOWRA_REDIS_URL=self.redis.url,
                           KNOWRA_KEY_PREFIX=self.prefix, **{**FAST, **extra})
         svc = Service(env, free_port(), self.tmp)
-        self.services.append(svc)
+        self.services.append(svc)  # stopped by close(), whatever happens
         svc.wait_ready()
         return svc
 

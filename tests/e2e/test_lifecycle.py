@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
@@ -31,10 +32,13 @@ def names(procs: list[psutil.Process]) -> set[str]:
 
 
 @pytest.fixture
-def embedded(tmp_path: Path) -> Service:
+def embedded(tmp_path: Path) -> Iterator[Service]:
     svc = Service(service_env(tmp_path, KNOWRA_REDIS_MODE="embedded"), free_port(), tmp_path)
-    svc.wait_ready()
-    return svc
+    try:
+        svc.wait_ready()
+        yield svc
+    finally:
+        svc.stop()  # a no-op when the test stopped it already
 
 
 def test_embedded_redis_serves_and_sigterm_leaves_no_process(embedded: Service) -> None:

@@ -143,10 +143,10 @@ def test_same_input_gives_the_same_chunks_as_the_cli(service: Service, tmp_path:
 
 
 BAD = [
-    ("truncated.pdf", "CORRUPT_FILE"),
-    ("encrypted.pdf", "ENCRYPTED_FILE"),
-    ("empty.txt", "EMPTY_DOCUMENT"),
-    ("image-renamed.docx", "UNSUPPORTED_FORMAT"),
+    ("truncated_multi_page.pdf", "CORRUPT_FILE"),
+    ("password.pdf", "ENCRYPTED_FILE"),
+    ("zero_bytes.txt", "EMPTY_DOCUMENT"),
+    ("image_renamed.docx", "UNSUPPORTED_FORMAT"),
 ]
 
 

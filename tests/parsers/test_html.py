@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from knowra_worker.parsers.base import Block, BlockKind
 
 from .conftest import DATA, read_blocks, read_units
@@ -97,10 +99,29 @@ def test_meta_charset_is_honoured(tmp_path: Path) -> None:
     assert read_blocks(path) == [Block(P, "Grüße – „Zitat“")]
 
 
-def test_deeply_nested_markup_does_not_overflow(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("markup", "expected"),
+    [
+        ("<div>" * 5000 + "deep text" + "</div>" * 5000, Block(P, "deep text")),
+        ("<p>" + "<span>" * 5000 + "deep" + "</span>" * 5000 + "</p>", Block(P, "deep")),
+        ("<h2>" + "<b>" * 5000 + "title" + "</b>" * 5000 + "</h2>", Block(H, "title", level=2)),
+        ("<table><tr><td>" * 2000 + "cell" + "</td></tr></table>" * 2000, Block(T, "cell")),
+    ],
+)
+def test_deeply_nested_markup_does_not_overflow(
+    tmp_path: Path, markup: str, expected: Block
+) -> None:
     path = tmp_path / "deep.html"
-    path.write_text("<div>" * 5000 + "deep text" + "</div>" * 5000, encoding="utf-8")
-    assert read_blocks(path) == [Block(P, "deep text")]
+    path.write_text(f"<html><body>{markup}</body></html>", encoding="utf-8")
+    assert read_blocks(path) == [expected]
+
+
+def test_deeply_nested_lists_keep_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "lists.html"
+    path.write_text("<ul><li>top" + "<ul><li>" * 3000 + "bottom", encoding="utf-8")
+    (block,) = read_blocks(path)
+    top, bottom = block.text.splitlines()
+    assert block.kind is L and top == "- top" and bottom.strip() == "- bottom"
 
 
 def test_long_page_units_resume_exactly(tmp_path: Path) -> None:

@@ -4,12 +4,13 @@ Paragraphs and tables come interleaved as they are in the body (content controls
 XML wrappers are looked through). A paragraph is a heading when its style (or a style it is
 based on) is "Heading N" or "Title", or when it has an outline level. The Title is level 1;
 "Heading N" is level N, or N + 1 (capped at 6) in a document that has a Title, so that the
-sections sit below it. A paragraph is a list item when it has numbering or a "List ..." style. Consecutive list items make one LIST block, one item per
-line ("- item" or "N. item", indented two spaces per level). Tables give a TABLE block, one
-line per row with cells joined by " | "; a merged cell appears once. Text includes
-hyperlinks, fields, text boxes and equations (as their characters); deleted revisions,
-headers, footers, comments and notes are left out. A one-cell table is read as the content
-it frames. Strict Open XML files are mapped to the Transitional namespaces before parsing.
+sections sit below it. A paragraph is a list item when it has numbering or a "List ..."
+style; consecutive list items make one LIST block, one item per line ("- item" or "N. item",
+indented two spaces per level). Tables give a TABLE block, one line per row with cells
+joined by " | "; a merged cell appears once; a one-cell table is read as the content it
+frames. Text includes hyperlinks, fields, text boxes and equations (as their characters);
+deleted revisions, headers, footers, comments and notes are left out. Strict Open XML files
+are mapped to the Transitional namespaces before parsing.
 """
 
 from __future__ import annotations

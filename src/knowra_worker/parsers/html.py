@@ -190,6 +190,8 @@ class _Walker:
             return
         if tag == "br":
             self.inline.append(_BREAK)
+        elif depth > _MAX_DEPTH:
+            self.inline.append(f" {node.text(deep=True, separator=' ')} ")
         elif tag in _INLINE:
             yield from self._children(node, depth)
         else:
@@ -217,8 +219,6 @@ class _Walker:
                 yield Block(BlockKind.CODE, text)
         elif tag == "table":
             yield from _table_blocks(node)
-        elif depth > _MAX_DEPTH:
-            self.inline.append(node_text(node))
         else:
             entered = tag in _CONTENT_ROOTS and not self.in_content
             self.in_content = self.in_content or entered
@@ -250,10 +250,13 @@ def list_lines(node: LexborNode, depth: int) -> list[str]:
     ordered = node.tag == "ol"
     number = _start_number(node)
     indent = "  " * depth
+    if depth >= _MAX_DEPTH:  # absurdly deep: the rest as one item
+        text = _flat(node.text(deep=True, separator=" "))
+        return [f"{indent}- {text}"] if text else []
     lines: list[str] = []
     for child in node.iter():
         tag = child.tag or ""
-        if tag in _LISTS and depth < _MAX_DEPTH:
+        if tag in _LISTS:
             lines.extend(list_lines(child, depth + 1))
             continue
         if tag in _SKIP or _is_hidden(child):
@@ -263,9 +266,8 @@ def list_lines(node: LexborNode, depth: int) -> list[str]:
             marker = f"{number}." if ordered else "-"
             lines.append(f"{indent}{marker} {text}")
             number += 1
-        if depth < _MAX_DEPTH:
-            for nested in _nested_lists(child, depth):
-                lines.extend(list_lines(nested, depth + 1))
+        for nested in _nested_lists(child, depth):
+            lines.extend(list_lines(nested, depth + 1))
     return lines
 
 

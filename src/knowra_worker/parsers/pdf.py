@@ -74,7 +74,7 @@ class PdfDocument(BaseDocument):
 
     def __init__(self, path: Path, mime_type: str) -> None:
         self.mime_type = mime_type
-        self._pdf = _load(path)
+        self._pdf: pdfium.PdfDocument | None = _load(path)
         with PDFIUM_LOCK:
             self.units_total = len(self._pdf)
 
