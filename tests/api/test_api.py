@@ -59,11 +59,13 @@ def test_simultaneous_submissions_to_two_instances_make_one_task(
 
     with make_client(redis_url, key_prefix, [root]) as one, \
             make_client(redis_url, key_prefix, [root]) as two:
+        def submit(pair: tuple[TestClient, dict[str, object]]) -> int:
+            return pair[0].post("/worker/start_task", json=pair[1]).status_code
+
         for _ in range(10):
             b = body(root)
             with ThreadPoolExecutor(4) as pool:
-                codes = sorted(pool.map(lambda c: c.post("/worker/start_task", json=b)
-                                        .status_code, [one, two, one, two]))
+                codes = sorted(pool.map(submit, [(c, b) for c in (one, two, one, two)]))
             assert codes == [200, 200, 200, 202]
         tasks = one.get("/worker/tasks", params={"kb_id": "kb1"}).json()
         assert len(tasks) == len({t["task_id"] for t in tasks}) == 10

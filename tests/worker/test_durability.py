@@ -157,7 +157,8 @@ def crash_at(rig: Rig, at: int) -> None:
     rig.hook = hook
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(sorted(DOCS)), data=st.data(), mid_unit=st.booleans(),
        kind=st.sampled_from(["pause", "crash"]))
 def test_interrupted_runs_end_with_the_uninterrupted_chunks(
