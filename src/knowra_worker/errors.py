@@ -9,7 +9,8 @@
     │   ├── EncryptedFile            ENCRYPTED_FILE
     │   ├── EmptyDocument            EMPTY_DOCUMENT
     │   ├── FileTooLarge             FILE_TOO_LARGE
-    │   └── LimitExceeded            LIMIT_EXCEEDED
+    │   ├── LimitExceeded            LIMIT_EXCEEDED      (document too big, or time limit)
+    │   └── WorkerCrashed            WORKER_CRASHED      (its worker died on every attempt)
     ├── TransientError               retried with backoff: storage or broker trouble
     │   ├── StoreUnavailable         STORE_UNAVAILABLE
     │   └── SourceIOError            SOURCE_IO_ERROR
@@ -17,7 +18,6 @@
         ├── TaskNotFound             TASK_NOT_FOUND      (404)
         ├── TaskConflict             TASK_CONFLICT       (409)
         ├── InvalidTransition        INVALID_TRANSITION  (409)
-        ├── NotSupported             NOT_SUPPORTED       (409)
         └── Unauthorized             UNAUTHORIZED        (401)
 
 `InternalError` (INTERNAL_ERROR) wraps anything unexpected so that the caller sees a code
@@ -83,6 +83,10 @@ class LimitExceeded(PermanentError):
     code = "LIMIT_EXCEEDED"
 
 
+class WorkerCrashed(PermanentError):
+    code = "WORKER_CRASHED"
+
+
 class TransientError(KnowraError):
     retryable = True
     http_status = 503
@@ -111,17 +115,6 @@ class InvalidTransition(KnowraError):
     http_status = 409
 
 
-class NotSupported(KnowraError):
-    code = "NOT_SUPPORTED"
-    http_status = 409
-
-
 class Unauthorized(KnowraError):
     code = "UNAUTHORIZED"
     http_status = 401
-
-
-class StaleEpoch(KnowraError):
-    """A write from a worker that no longer owns the task (internal; never shown to callers)."""
-
-    code = "STALE_EPOCH"

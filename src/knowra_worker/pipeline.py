@@ -29,6 +29,7 @@ from knowra_worker.errors import (
     LimitExceeded,
     PermanentError,
     TransientError,
+    WorkerCrashed,
 )
 from knowra_worker.models import State
 from knowra_worker.parsers import registry
@@ -140,10 +141,9 @@ class TaskRunner:
         self.lease_ms = int(settings.lease_ttl_s * 1000)
 
     def run(self, task_id: str) -> Outcome:
-        gave_up = KnowraError(
+        gave_up = WorkerCrashed(
             f"the task's worker died {self.settings.max_attempts} times while running it"
         )
-        gave_up.code = "WORKER_CRASHED"
         claim = self.store.claim(
             task_id, self.worker_id, self.lease_ms, self.settings.max_attempts, gave_up
         )
