@@ -49,7 +49,10 @@ class StartTaskRequest(BaseModel):
     kb_id: str = Field(min_length=1, max_length=200)
     chunk_size: int = Field(default=1000, ge=CHUNK_SIZE_MIN, le=CHUNK_SIZE_MAX)
     chunk_overlap: int = Field(default=200, ge=0, le=CHUNK_SIZE_MAX)
-    callback_url: str | None = Field(default=None, max_length=2048)
+    callback_url: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://",
+        description="Receives a POST of the task status once the task is final.",
+    )
     priority: int = Field(default=5, ge=0, le=9)
     metadata: dict[str, Any] = Field(default_factory=dict)
     force: bool = Field(

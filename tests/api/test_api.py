@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from knowra_worker.main import create_app
 from knowra_worker.settings import Settings
 
+from ..conftest import CallbackSink
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
@@ -86,6 +88,7 @@ def test_same_task_again_is_idempotent_and_other_parameters_conflict(
 @pytest.mark.parametrize("bad", [
     {"chunk_overlap": 500}, {"chunk_overlap": 600}, {"chunk_size": 0}, {"chunk_size": 10**7},
     {"chunk_overlap": -1}, {"kb_id": ""}, {"task_id": "has space"}, {"unknown": 1},
+    {"callback_url": "ftp://example.org/x"}, {"callback_url": "file:///etc/passwd"},
 ])
 def test_invalid_parameters_are_422(client: TestClient, root: Path, bad: dict) -> None:
     r = client.post("/worker/start_task", json=body(root, **bad))
@@ -227,3 +230,15 @@ def test_redis_url_in_register_hides_the_password() -> None:
 
     assert redact("redis://user:pw@host:6379/0") == "redis://user:***@host:6379/0"
     assert redact("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_cancelling_a_queued_task_calls_its_callback(
+    client: TestClient, root: Path, callback_sink: CallbackSink
+) -> None:
+    b = body(root, callback_url=callback_sink.url)
+    client.post("/worker/start_task", json=b)
+    client.post("/worker/pause_task", json={"task_id": b["task_id"]})
+    assert callback_sink.received == []  # paused is not final
+    client.post("/worker/cancel_task", json={"task_id": b["task_id"]})
+    [posted] = callback_sink.wait(1)
+    assert posted["task_id"] == b["task_id"] and posted["state"] == "cancelled"

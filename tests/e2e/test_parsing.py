@@ -15,7 +15,7 @@ import pytest
 from knowra_worker.chunking import extracted_text
 from knowra_worker.parsers import registry
 
-from ..conftest import DATA, Service
+from ..conftest import DATA, CallbackSink, Service
 
 SIZE, OVERLAP = 400, 80
 
@@ -199,3 +199,15 @@ def test_task_events_stream_until_final(service: Service) -> None:
     assert events[-1]["state"] == "succeeded"
     done = [e["progress"]["units_done"] for e in events]
     assert done == sorted(done) and done[-1] == 5
+
+
+def test_callback_receives_the_final_status(service: Service, callback_sink: CallbackSink
+                                            ) -> None:
+    ok = service.start_task(file_path=str(DATA / "mixed.md"), callback_url=callback_sink.url)
+    bad = service.start_task(file_path=str(DATA / "password.pdf"),
+                             callback_url=callback_sink.url)
+    posted = {p["task_id"]: p for p in callback_sink.wait(2)}
+    assert posted[ok.json()["task_id"]]["state"] == "succeeded"
+    assert posted[ok.json()["task_id"]]["progress"]["chunks"] > 0
+    assert posted[bad.json()["task_id"]]["error"]["code"] == "ENCRYPTED_FILE"
+    assert len(callback_sink.received) == 2

@@ -8,10 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from knowra_worker import callbacks
 from knowra_worker.api.deps import InstanceDep, StoreDep, require_api_key
 from knowra_worker.errors import StoreUnavailable, TaskNotFound
 from knowra_worker.instance import Instance
@@ -96,35 +97,40 @@ def list_tasks(
     return store.list_tasks(kb_id=kb_id, state=state, limit=limit)
 
 
-def _control(inst: Instance, task_id: str, action: str) -> TaskStatus:
+def _control(inst: Instance, task_id: str, action: str, tasks: BackgroundTasks
+             ) -> TaskStatus:
     state, changed = inst.store.control(task_id, action)
     if changed:
         inst.metrics.controls.labels(action).inc()
     status = _status(inst.store, task_id)
     if changed and state == State.QUEUED:
         _enqueue(inst, status)
+    if changed and state == State.CANCELLED:  # final without a worker: the API tells
+        url = inst.store.callback_url(task_id)
+        if url:
+            tasks.add_task(callbacks.send, url, status)
     return status
 
 
 @router.post("/pause_task", response_model=TaskStatus)
-def pause_task(ref: TaskRef, inst: InstanceDep) -> TaskStatus:
+def pause_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A queued task becomes `paused` at once; a running one `pausing`, then `paused` at
     its next unit boundary, after its checkpoint."""
-    return _control(inst, ref.task_id, "pause")
+    return _control(inst, ref.task_id, "pause", tasks)
 
 
 @router.post("/resume_task", response_model=TaskStatus)
-def resume_task(ref: TaskRef, inst: InstanceDep) -> TaskStatus:
+def resume_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A paused task is queued again and goes on from its checkpoint; a `pausing` one
     stays `running`. A task stopped by its time limit (LIMIT_EXCEEDED) resumes too."""
-    return _control(inst, ref.task_id, "resume")
+    return _control(inst, ref.task_id, "resume", tasks)
 
 
 @router.post("/cancel_task", response_model=TaskStatus)
-def cancel_task(ref: TaskRef, inst: InstanceDep) -> TaskStatus:
+def cancel_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A queued or paused task is `cancelled` at once; a running one `cancelling` until its
     next unit boundary. A cancelled task has no chunks and never runs again."""
-    return _control(inst, ref.task_id, "cancel")
+    return _control(inst, ref.task_id, "cancel", tasks)
 
 
 @router.get("/task_events")

@@ -146,6 +146,11 @@ class TaskStore:
         return _status_from_hash(raw)
 
     @_store_errors
+    def callback_url(self, task_id: str) -> str | None:
+        url = self.r.hget(self.keys.task(task_id), "callback_url")
+        return str(url) if url else None
+
+    @_store_errors
     def list_tasks(
         self, kb_id: str | None = None, state: State | None = None, limit: int = 100
     ) -> list[TaskStatus]:

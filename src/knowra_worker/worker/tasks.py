@@ -16,6 +16,7 @@ from functools import lru_cache
 from celery import Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
+from knowra_worker import callbacks
 from knowra_worker.errors import KnowraError
 from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.procs import die_with_parent, pid_alive
@@ -78,7 +79,21 @@ def backoff_s(retries: int) -> float:
 @app.task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True,
           max_retries=None)
 def parse_document(self: Task, task_id: str) -> str:
-    outcome = runner().run(task_id)
+    run = runner()
+    outcome = run.run(task_id)
     if outcome is Outcome.RETRY:
         raise self.retry(countdown=backoff_s(self.request.retries))
+    if outcome in FINAL_OUTCOMES:
+        notify(run.store, task_id)
     return outcome.value
+
+
+FINAL_OUTCOMES = {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED}
+
+
+def notify(store: TaskStore, task_id: str) -> None:
+    """POST the final status to the task's callback_url, if it has one."""
+    url = store.callback_url(task_id)
+    status = store.get_status(task_id) if url else None
+    if url and status is not None and status.state.is_final:
+        callbacks.send(url, status)
