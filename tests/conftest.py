@@ -69,7 +69,7 @@ class Service:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"service exited {self.proc.returncode}:\n{self.log()}")
+                raise AssertionError(f"service exited {self.proc.returncode}:\n{self.log()[-5000:]}")
             try:
                 beat = self.http.get("/worker/heartbeat").json()
                 if beat["status"] == "ok":
@@ -77,10 +77,10 @@ class Service:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise AssertionError(f"service not ready in {timeout}s:\n{self.log()}")
+        raise AssertionError(f"service not ready in {timeout}s:\n{self.log()[-5000:]}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
+        return self.log_path.read_text(errors="replace")
 
     def start_task(self, **body: Any) -> httpx.Response:
         body.setdefault("task_id", f"task-{uuid.uuid4().hex[:12]}")
@@ -94,7 +94,7 @@ class Service:
             if status["state"] in ("succeeded", "failed", "cancelled"):
                 return status
             time.sleep(0.1)
-        raise AssertionError(f"task {task_id} not final in {timeout}s: {status}\n{self.log()}")
+        raise AssertionError(f"task {task_id} not final in {timeout}s: {status}\n{self.log()[-5000:]}")
 
     def all_chunks(self, task_id: str) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -79,7 +80,8 @@ class Instance:
     def _spawn_worker(self) -> subprocess.Popen[bytes]:
         s = self.settings
         env = {**os.environ, "KNOWRA_REDIS_URL": self.broker.url,
-               "KNOWRA_WORKER_ID": self.worker_id, "KNOWRA_INSTANCE_PID": str(os.getpid())}
+               "KNOWRA_WORKER_ID": self.worker_id, "KNOWRA_INSTANCE_PID": str(os.getpid()),
+               "KNOWRA_STOP_FILE": str(self.stop_file)}
         args = [
             sys.executable, "-m", "celery", "-A", "knowra_worker.celery_app", "worker",
             "--loglevel", s.log_level.upper(), "--concurrency", str(s.concurrency),
@@ -88,12 +90,25 @@ class Instance:
         ]
         return procs.spawn(args, env=env)
 
+    @property
+    def stop_file(self) -> Path:
+        """Exists while the instance stops: its worker hands running tasks back at once."""
+        return self.settings.data_dir / "run" / f"{self.worker_id}.stopping"
+
     def worker_alive(self) -> bool:
         return self.worker is not None and self.worker.poll() is None
 
     def worker_ready(self) -> bool:
         """The embedded Celery worker runs and has said it consumes."""
         return self.worker_alive() and self.store.celery_ready(self.worker_id)
+
+    def _mark_stopping(self) -> None:
+        try:
+            self.stop_file.parent.mkdir(parents=True, exist_ok=True)
+            self.stop_file.touch()
+        except OSError as exc:
+            log.warning("cannot write %s (%s): running tasks finish or are taken over later",
+                        self.stop_file, exc.strerror)
 
     def registration(self) -> dict[str, Any]:
         s = self.settings
@@ -134,9 +149,12 @@ class Instance:
             return
         self.stopped = True
         if self.worker is not None:
-            # Warm shutdown first: running tasks reach a unit boundary or are redelivered.
+            # Running tasks hand themselves back at their next unit boundary (they see the
+            # stop file); the warm shutdown then ends quickly, a cold one after the grace.
+            self._mark_stopping()
             procs.stop(self.worker, "Celery worker", grace_s=self.settings.shutdown_grace_s,
                        then=signal.SIGQUIT)
+            self.stop_file.unlink(missing_ok=True)
         try:
             self.store.unregister_instance(self.worker_id)
         except Exception:  # the broker may already be gone; the registration expires anyway

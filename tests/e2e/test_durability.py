@@ -215,3 +215,20 @@ def test_time_limit_stops_at_a_checkpoint_and_resume_goes_on(cluster: Cluster) -
     assert stops >= 1
     status = check_complete(svc, task_id, want)
     assert status["units_parsed"] <= BIG_PAGES + stops  # at most the unit in flight, per stop
+
+
+def test_sigterm_hands_running_tasks_to_another_instance_at_once(cluster: Cluster) -> None:
+    first, second = cluster.service(), cluster.service()
+    want = expected(first, BIG, 600)
+    task_id = submit(first, BIG)
+    running = wait_until(first, task_id, mid_run)
+    owner = next(s for s in (first, second)
+                 if running["worker_pid"] in [p.pid for p in
+                                              psutil.Process(s.proc.pid).children(True)])
+    survivor = second if owner is first else first
+    assert owner.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    # handed back at a page boundary, not cut short by the cold shutdown after the grace
+    assert f"task {task_id}: this instance is going away; handing the task back" in owner.log()
+    assert "did not stop within" not in owner.log()
+    status = check_complete(survivor, task_id, want)
+    assert status["units_parsed"] == BIG_PAGES and status["attempts"] == 2

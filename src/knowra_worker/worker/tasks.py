@@ -37,7 +37,10 @@ def runner() -> TaskRunner:
 
 
 def _instance_gone() -> bool:
-    """The API process that started this worker has died (the worker is shutting down)."""
+    """The instance that started this worker is stopping, or its API process has died."""
+    stop_file = os.environ.get("KNOWRA_STOP_FILE")
+    if stop_file and os.path.exists(stop_file):
+        return True
     pid = int(os.environ.get("KNOWRA_INSTANCE_PID") or 0)
     return bool(pid) and not pid_alive(pid)
 
