@@ -69,7 +69,8 @@ class Service:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"service exited {self.proc.returncode}:\n{self.log()[-5000:]}")
+                raise AssertionError(
+                    f"service exited {self.proc.returncode}:\n{self.log()[-5000:]}")
             try:
                 beat = self.http.get("/worker/heartbeat").json()
                 if beat["status"] == "ok":
@@ -94,7 +95,8 @@ class Service:
             if status["state"] in ("succeeded", "failed", "cancelled"):
                 return status
             time.sleep(0.1)
-        raise AssertionError(f"task {task_id} not final in {timeout}s: {status}\n{self.log()[-5000:]}")
+        raise AssertionError(
+            f"task {task_id} not final in {timeout}s: {status}\n{self.log()[-5000:]}")
 
     def all_chunks(self, task_id: str) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []
