@@ -150,6 +150,11 @@ def test_tasks_lists_newest_first_by_kb_and_state(client: TestClient, root: Path
     assert [t["task_id"] for t in listed] == [ids[2], ids[0]]
     assert client.get("/worker/tasks", params={"kb_id": "kbA", "state": "running"}).json() == []
     assert len(client.get("/worker/tasks", params={"limit": 2}).json()) == 2
+    store = client.app.state.instance.store  # type: ignore[attr-defined]
+    store.r.delete(store.keys.task(ids[2]))  # as when a finished task's TTL runs out
+    assert [t["task_id"] for t in client.get("/worker/tasks", params={"kb_id": "kbA"}).json()
+            ] == [ids[0]]
+    assert store.r.zrange(store.keys.kb_tasks("kbA"), 0, -1) == [ids[0]]
 
 
 def test_transitions_of_a_task_no_worker_has_taken(client: TestClient, root: Path) -> None:

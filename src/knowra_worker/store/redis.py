@@ -154,24 +154,26 @@ class TaskStore:
     def list_tasks(
         self, kb_id: str | None = None, state: State | None = None, limit: int = 100
     ) -> list[TaskStatus]:
+        """Newest first; tasks expired since they were indexed are dropped from the index."""
         index = self.keys.kb_tasks(kb_id) if kb_id else self.keys.tasks
         out: list[TaskStatus] = []
-        for batch in self._scan_index(index):
-            for task_id in batch:
-                status = self.get_status(task_id)
-                if status is None:
-                    self.r.zrem(index, task_id)  # expired
-                elif state is None or status.state == state:
-                    out.append(status)
-                if len(out) >= limit:
-                    return out
-        return out
-
-    def _scan_index(self, index: str, batch: int = 200) -> Iterator[list[str]]:
-        start = 0
-        while ids := self.r.zrevrange(index, start, start + batch - 1):
-            yield [str(i) for i in ids]
+        start, batch = 0, max(limit, 100)
+        while len(out) < limit and (ids := self.r.zrevrange(index, start, start + batch - 1)):
             start += batch
+            pipe = self.r.pipeline(transaction=False)
+            for task_id in ids:
+                pipe.hmget(self.keys.task(str(task_id)), _STATUS_FIELDS)
+            gone: list[str] = []
+            for task_id, values in zip(ids, pipe.execute(), strict=True):
+                raw = dict(zip(_STATUS_FIELDS, values, strict=True))
+                if not raw["state"]:
+                    gone.append(str(task_id))
+                elif state is None or raw["state"] == state.value:
+                    out.append(_status_from_hash(raw))
+            if gone:
+                self.r.zrem(index, *gone)
+                start -= len(gone)
+        return out[:limit]
 
     @_store_errors
     def get_chunks(self, task_id: str, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
