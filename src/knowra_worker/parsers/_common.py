@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
@@ -40,6 +41,14 @@ def io_error(exc: OSError) -> KnowraError:
     if isinstance(exc, FileNotFoundError):
         return FileNotFound(f"the file no longer exists: {exc.filename or exc}")
     return SourceIOError(f"cannot read the file: {exc.strerror or describe_exception(exc)}")
+
+
+def file_size(path: Path) -> int:
+    """The file's size in bytes; SourceIOError (or FileNotFound) when it cannot be read."""
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise io_error(exc) from exc
 
 
 @contextmanager

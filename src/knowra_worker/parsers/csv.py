@@ -16,7 +16,7 @@ from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
     estimate_units,
-    io_error,
+    file_size,
     strip_controls,
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
@@ -44,10 +44,7 @@ class CsvDocument(FlowDocument):
         self.path = path
         self.encoding = file_encoding(path)
         self.delimiter = self._delimiter(path, mime_type)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise io_error(exc) from exc
+        size = file_size(path)
         super().__init__(mime_type, estimate_units(size, _LIMITS.max_chars))
 
     def iter_blocks(self) -> Iterator[Block]:

@@ -28,6 +28,7 @@ from knowra_worker.parsers._common import (
     UnitLimits,
     collapse_inline_spaces,
     estimate_units,
+    file_size,
     io_error,
     strip_controls,
 )
@@ -75,10 +76,7 @@ class HtmlDocument(FlowDocument):
 
     def __init__(self, path: Path, mime_type: str) -> None:
         self.path = path
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise io_error(exc) from exc
+        size = file_size(path)
         # Markup takes about two thirds of a typical page.
         super().__init__(mime_type, estimate_units(size, 3 * _LIMITS.max_chars))
 

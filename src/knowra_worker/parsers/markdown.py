@@ -25,7 +25,7 @@ from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
     estimate_units,
-    io_error,
+    file_size,
     strip_controls,
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
@@ -55,10 +55,7 @@ class MarkdownDocument(FlowDocument):
     def __init__(self, path: Path, mime_type: str) -> None:
         self.path = path
         self.encoding = file_encoding(path)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise io_error(exc) from exc
+        size = file_size(path)
         super().__init__(mime_type, estimate_units(size, _LIMITS.max_chars))
 
     def iter_blocks(self) -> Iterator[Block]:

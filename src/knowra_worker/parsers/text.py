@@ -17,7 +17,7 @@ from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
     estimate_units,
-    io_error,
+    file_size,
     strip_controls,
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
@@ -51,11 +51,7 @@ class TextDocument(FlowDocument):
 
 
 def _estimate(path: Path, encoding: str, chars_per_unit: int) -> int:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise io_error(exc) from exc
-    return estimate_units(size, _WIDE.get(encoding, 1) * chars_per_unit)
+    return estimate_units(file_size(path), _WIDE.get(encoding, 1) * chars_per_unit)
 
 
 def iter_lines(stream: IO[str]) -> Iterator[tuple[str, bool]]:
