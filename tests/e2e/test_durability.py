@@ -232,3 +232,23 @@ def test_sigterm_hands_running_tasks_to_another_instance_at_once(cluster: Cluste
     assert "did not stop within" not in owner.log()
     status = check_complete(survivor, task_id, want)
     assert status["units_parsed"] == BIG_PAGES and status["attempts"] == 2
+
+
+def test_a_document_that_kills_its_worker_every_time_ends_worker_crashed(
+    cluster: Cluster,
+) -> None:
+    svc = cluster.service(KNOWRA_MAX_ATTEMPTS="3")
+    task_id = submit(svc, BIG)
+    killed: set[int] = set()
+    deadline = time.monotonic() + 180
+    while (status := svc.http.get("/worker/task_status", params={"task_id": task_id}).json()
+           )["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+        pid = status["worker_pid"]
+        if status["state"] == "running" and pid and pid not in killed:
+            os.kill(pid, signal.SIGKILL)  # as a document that crashes its parser would
+            killed.add(pid)
+        time.sleep(0.02)
+    assert status["state"] == "failed", status
+    assert status["error"]["code"] == "WORKER_CRASHED"
+    assert status["attempts"] == 3 and len(killed) == 3
+    assert svc.http.get("/worker/heartbeat").json()["status"] == "ok"  # the pool replaced them
