@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from knowra_worker import __version__, logs
 from knowra_worker.api import errors
-from knowra_worker.api.routes import open_router, router
+from knowra_worker.api.routes import instance_router, open_router, router
 from knowra_worker.broker import StartupError
 from knowra_worker.errors import TransientError
 from knowra_worker.instance import REGISTRATION_TTL_S, Instance
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, instance: Instance | None = Non
     )
     errors.install(app)
     app.include_router(router)
+    app.include_router(instance_router)
     app.include_router(open_router)
     app.add_route("/metrics", _metrics, include_in_schema=False)
     return app

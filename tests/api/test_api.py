@@ -228,6 +228,8 @@ def test_api_keys_are_enforced(redis_url: str, key_prefix: str, root: Path) -> N
         assert c.get("/worker/tasks", headers={"X-API-Key": "wrong"}).status_code == 401
         assert c.get("/worker/tasks", headers={"X-API-Key": "s3cret"}).status_code == 200
         assert c.get("/worker/tasks", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/worker/register").status_code == 401
+        assert c.get("/worker/heartbeat").status_code == 200  # liveness probes need no key
 
 
 def test_redis_url_in_register_hides_the_password() -> None:

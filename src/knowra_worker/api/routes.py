@@ -27,7 +27,9 @@ from knowra_worker.paths import check_readable_file, resolve_allowed
 from knowra_worker.store import TaskStore
 
 router = APIRouter(prefix="/worker", tags=["tasks"], dependencies=[Depends(require_api_key)])
-open_router = APIRouter(prefix="/worker", tags=["instance"])
+instance_router = APIRouter(prefix="/worker", tags=["instance"],
+                            dependencies=[Depends(require_api_key)])
+open_router = APIRouter(prefix="/worker", tags=["instance"])  # liveness probes need no key
 
 
 def _status(store: TaskStore, task_id: str) -> TaskStatus:
@@ -176,13 +178,13 @@ def heartbeat(inst: InstanceDep) -> dict[str, Any]:
     }
 
 
-@open_router.get("/register")
+@instance_router.get("/register")
 def register(inst: InstanceDep) -> dict[str, Any]:
     """This instance's registration, as the cluster sees it in /worker/workers."""
     return inst.registration()
 
 
-@open_router.get("/workers")
+@instance_router.get("/workers")
 def workers(store: StoreDep) -> list[dict[str, Any]]:
     """Every live instance of the cluster."""
     return store.list_instances()
