@@ -191,3 +191,27 @@ def test_a_new_format_plugs_in_with_one_registry_entry(
     registry.register("application/xml", f"{__name__}:XmlParser", "xml")
     assert "xml" in registry.supported_formats()
     assert read_blocks(path) == [Block(BlockKind.PARAGRAPH, "xml text")]
+
+
+def test_a_package_that_unpacks_too_big_is_refused(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import zipfile
+
+    from knowra_worker.errors import CorruptFile, LimitExceeded
+
+    detect = importlib.import_module("knowra_worker.parsers.detect")
+
+    monkeypatch.setattr(detect, "MAX_UNPACKED_BYTES", 4 * 2**20)
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        with archive.open("word/document.xml", "w") as part:
+            for _ in range(8):
+                part.write(b"\0" * 2**20)
+    assert bomb.stat().st_size < 64 * 1024
+    with pytest.raises(LimitExceeded, match="unpacks to 8 MiB, more than the 4 MiB"):
+        registry.open_document(bomb)
+    monkeypatch.setattr(detect, "MAX_UNPACKED_BYTES", 16 * 2**20)
+    with pytest.raises(CorruptFile):  # within the limit: an ordinary broken DOCX
+        registry.open_document(bomb)

@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from knowra_worker.errors import EmptyDocument, EncryptedFile
+from knowra_worker.errors import EmptyDocument, EncryptedFile, LimitExceeded
 from knowra_worker.parsers._common import io_error
 from knowra_worker.parsers._encoding import (
     SAMPLE_SIZE,
@@ -151,6 +151,7 @@ _IWORK_EXTENSIONS = {
 }
 _IWORK_ENTRIES = ("index.xml", "Index/", "QuickLook/")
 _MAX_CONTENT_TYPES = 1024 * 1024
+MAX_UNPACKED_BYTES = 512 * 2**20  # all parts of a ZIP package (DOCX, PPTX, XLSX), unpacked
 # What zipfile raises for a damaged archive (UnicodeDecodeError is a ValueError).
 _ZIP_ERRORS = (
     zipfile.BadZipFile,
@@ -254,6 +255,7 @@ def _is_pdf(head: bytes, path: Path, extension: str) -> bool:
 def _zip_type(path: Path, extension: str) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_unpacked_size(archive)
             names = archive.namelist()
             declared = _declared_type(archive, names)
     except _ZIP_ERRORS:
@@ -269,6 +271,17 @@ def _zip_type(path: Path, extension: str) -> str:
     if extension in _IWORK_EXTENSIONS and any(n.startswith(_IWORK_ENTRIES) for n in names):
         return _IWORK_EXTENSIONS[extension]
     return ZIP
+
+
+def _check_unpacked_size(archive: zipfile.ZipFile) -> None:
+    """Refuse a package that would unpack to more than MAX_UNPACKED_BYTES (a zip bomb):
+    its parts are read whole, so their declared sizes bound the memory a parser needs."""
+    total = sum(info.file_size for info in archive.infolist())
+    if total > MAX_UNPACKED_BYTES:
+        raise LimitExceeded(
+            f"the package unpacks to {total / 2**20:.0f} MiB, more than the "
+            f"{MAX_UNPACKED_BYTES / 2**20:.0f} MiB this service accepts"
+        )
 
 
 def _declared_type(archive: zipfile.ZipFile, names: list[str]) -> str | None:
