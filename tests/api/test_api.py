@@ -125,6 +125,16 @@ def test_missing_file_is_400_and_nothing_is_queued(client: TestClient, root: Pat
     assert client.get("/worker/task_status", params={"task_id": b["task_id"]}).status_code == 404
 
 
+def test_malformed_requests_get_an_error_body(client: TestClient) -> None:
+    r = client.post("/worker/pause_task", content=b"\xff\x00{", headers={
+        "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "BAD_REQUEST"
+    r = client.put("/worker/tasks")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert r.headers["allow"] == "GET"
+    assert client.get("/worker/task_status", params={"task_id": ""}).status_code == 422
+
+
 def test_unknown_task_is_404_with_an_error_body(client: TestClient) -> None:
     for path in ["/worker/task_status", "/worker/task_result"]:
         r = client.get(path, params={"task_id": "nope"})

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from knowra_worker import callbacks
 from knowra_worker.api.deps import InstanceDep, StoreDep, require_api_key
+from knowra_worker.api.errors import documented
 from knowra_worker.errors import StoreUnavailable, TaskNotFound
 from knowra_worker.instance import Instance
 from knowra_worker.models import (
@@ -46,7 +47,12 @@ def _enqueue(inst: Instance, status: TaskStatus) -> None:
         raise StoreUnavailable(f"could not queue the task: {exc}") from exc
 
 
-@router.post("/start_task", status_code=202, response_model=TaskStatus)
+TaskId = Annotated[str, Query(min_length=1, max_length=200)]
+CONTROL_ERRORS = documented(400, 401, 404, 409, 503)
+
+
+@router.post("/start_task", status_code=202, response_model=TaskStatus,
+             responses=documented(400, 401, 403, 409, 503))
 def start_task(req: StartTaskRequest, inst: InstanceDep, response: Response) -> TaskStatus:
     """Queue a document for parsing. The same task_id with the same parameters is
     idempotent (200 and the existing task) unless `force` asks to run a finished task again;
@@ -69,14 +75,14 @@ def start_task(req: StartTaskRequest, inst: InstanceDep, response: Response) -> 
     return status
 
 
-@router.get("/task_status", response_model=TaskStatus)
-def task_status(task_id: str, store: StoreDep) -> TaskStatus:
+@router.get("/task_status", response_model=TaskStatus, responses=documented(401, 404, 503))
+def task_status(task_id: TaskId, store: StoreDep) -> TaskStatus:
     return _status(store, task_id)
 
 
-@router.get("/task_result", response_model=TaskResult)
+@router.get("/task_result", response_model=TaskResult, responses=documented(401, 404, 503))
 def task_result(
-    task_id: str,
+    task_id: TaskId,
     store: StoreDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -88,7 +94,7 @@ def task_result(
             "total": total, "offset": offset, "chunks": chunks}
 
 
-@router.get("/tasks", response_model=list[TaskStatus])
+@router.get("/tasks", response_model=list[TaskStatus], responses=documented(401, 503))
 def list_tasks(
     store: StoreDep,
     kb_id: str | None = None,
@@ -114,29 +120,29 @@ def _control(inst: Instance, task_id: str, action: str, tasks: BackgroundTasks
     return status
 
 
-@router.post("/pause_task", response_model=TaskStatus)
+@router.post("/pause_task", response_model=TaskStatus, responses=CONTROL_ERRORS)
 def pause_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A queued task becomes `paused` at once; a running one `pausing`, then `paused` at
     its next unit boundary, after its checkpoint."""
     return _control(inst, ref.task_id, "pause", tasks)
 
 
-@router.post("/resume_task", response_model=TaskStatus)
+@router.post("/resume_task", response_model=TaskStatus, responses=CONTROL_ERRORS)
 def resume_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A paused task is queued again and goes on from its checkpoint; a `pausing` one
     stays `running`. A task stopped by its time limit (LIMIT_EXCEEDED) resumes too."""
     return _control(inst, ref.task_id, "resume", tasks)
 
 
-@router.post("/cancel_task", response_model=TaskStatus)
+@router.post("/cancel_task", response_model=TaskStatus, responses=CONTROL_ERRORS)
 def cancel_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A queued or paused task is `cancelled` at once; a running one `cancelling` until its
     next unit boundary. A cancelled task has no chunks and never runs again."""
     return _control(inst, ref.task_id, "cancel", tasks)
 
 
-@router.get("/task_events")
-async def task_events(task_id: str, store: StoreDep) -> StreamingResponse:
+@router.get("/task_events", responses=documented(401, 404, 503))
+async def task_events(task_id: TaskId, store: StoreDep) -> StreamingResponse:
     """Server-sent events: one `status` event per change of state or progress, until a
     final state."""
     first = await run_in_threadpool(_status, store, task_id)
@@ -178,13 +184,13 @@ def heartbeat(inst: InstanceDep) -> dict[str, Any]:
     }
 
 
-@instance_router.get("/register")
+@instance_router.get("/register", responses=documented(401))
 def register(inst: InstanceDep) -> dict[str, Any]:
     """This instance's registration, as the cluster sees it in /worker/workers."""
     return inst.registration()
 
 
-@instance_router.get("/workers")
+@instance_router.get("/workers", responses=documented(401, 503))
 def workers(store: StoreDep) -> list[dict[str, Any]]:
     """Every live instance of the cluster."""
     return store.list_instances()
