@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from knowra_worker.errors import Unauthorized
 from knowra_worker.instance import Instance
@@ -27,17 +28,21 @@ def get_store(inst: InstanceDep) -> TaskStore:
 StoreDep = Annotated[TaskStore, Depends(get_store)]
 
 
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+_bearer = HTTPBearer(auto_error=False)
+
+
 def require_api_key(
     inst: InstanceDep,
-    x_api_key: Annotated[str | None, Header()] = None,
-    authorization: Annotated[str | None, Header()] = None,
+    api_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> None:
+    """When KNOWRA_API_KEYS is set, the request must carry one of them, in X-API-Key or as
+    an `Authorization: Bearer` token."""
     keys = inst.settings.api_keys
     if not keys:
         return
-    given = x_api_key
-    if given is None and authorization and authorization.lower().startswith("bearer "):
-        given = authorization[7:].strip()
+    given = api_key or (bearer.credentials if bearer else None)
     if given is None:
         raise Unauthorized("missing API key: send it in the X-API-Key header")
     if not any(secrets.compare_digest(given.encode(), k.encode()) for k in keys):
