@@ -12,7 +12,6 @@ from typing import Annotated, Any, TextIO
 import typer
 
 from knowra_worker import logs
-from knowra_worker.broker import StartupError
 from knowra_worker.errors import KnowraError
 from knowra_worker.models import CHUNK_SIZE_MAX, CHUNK_SIZE_MIN
 
@@ -45,6 +44,7 @@ def serve(
     """Run one instance: the HTTP API on --port and its own Celery worker."""
     import uvicorn
 
+    from knowra_worker.broker import StartupError
     from knowra_worker.instance import Instance
     from knowra_worker.main import create_app
     from knowra_worker.settings import Settings

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
@@ -35,8 +35,10 @@ from knowra_worker.models import State
 from knowra_worker.parsers import registry
 from knowra_worker.parsers.base import Document, Unit
 from knowra_worker.paths import check_readable_file, resolve_allowed
-from knowra_worker.settings import Settings
-from knowra_worker.store import TaskStore
+
+if TYPE_CHECKING:  # the CLI's parse path needs neither Redis nor the settings
+    from knowra_worker.settings import Settings
+    from knowra_worker.store import TaskStore
 
 log = logging.getLogger(__name__)
 
