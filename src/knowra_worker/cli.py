@@ -80,8 +80,13 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="worker processes")] = None,
 ) -> None:
     """Run a Celery worker alone (no API), on KNOWRA_REDIS_URL or the local Redis."""
+    import uuid
+
     from knowra_worker.worker.celery_app import app as celery
 
+    # one id for the main process and its pool processes (they inherit the environment)
+    own_id = f"{socket.gethostname()}-worker-{uuid.uuid4().hex[:8]}"
+    os.environ.setdefault("KNOWRA_WORKER_ID", own_id)
     args = ["worker", "--loglevel", os.environ.get("KNOWRA_LOG_LEVEL", "INFO")]
     if concurrency:
         args += ["--concurrency", str(concurrency)]

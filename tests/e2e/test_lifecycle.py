@@ -3,6 +3,7 @@ start-up failures that say what is wrong in one line."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -131,3 +132,26 @@ def test_uvicorn_entry_point_keeps_its_worker(tmp_path: Path, redis_url: str) ->
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) in (0, -signal.SIGTERM)
     assert not wait_gone(children), names(children)
+
+
+def test_api_only_instance_with_a_separate_worker(tmp_path: Path, redis_url: str) -> None:
+    """`KNOWRA_EMBEDDED_WORKER=false` serves the API alone; `knowra-worker worker` (on
+    another machine, say) consumes its queue."""
+    prefix = f"w{os.getpid()}{free_port()}:"
+    env = service_env(tmp_path, KNOWRA_REDIS_URL=redis_url, KNOWRA_KEY_PREFIX=prefix)
+    api = Service({**env, "KNOWRA_EMBEDDED_WORKER": "false"}, free_port(), tmp_path)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "knowra_worker", "worker", "--concurrency", "1"],
+        env={**env, "KNOWRA_WORKER_ID": "standalone-1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        beat = api.wait_ready()
+        assert beat["worker"]["embedded"] is False and beat["worker"]["alive"] is False
+        r = api.start_task(file_path=str(DATA / "mixed.md"))
+        status = api.wait_final(r.json()["task_id"])
+        assert status["state"] == "succeeded" and status["worker_id"] == "standalone-1"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) in (0, -signal.SIGTERM)
+        api.stop()

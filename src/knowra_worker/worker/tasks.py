@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import socket
+from contextlib import closing
 from functools import lru_cache
 
 from celery import Task
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def worker_id() -> str:
-    return os.environ.get("KNOWRA_WORKER_ID") or f"{socket.gethostname()}-{os.getppid()}"
+    """The instance id this worker reports as (set by the instance that starts it)."""
+    return os.environ.get("KNOWRA_WORKER_ID") or socket.gethostname()
 
 
 @lru_cache(maxsize=1)
@@ -55,13 +57,15 @@ def _init_process(**_: object) -> None:
 @worker_ready.connect
 def _ready(**_: object) -> None:
     # Only the worker's main process; the instance's heartbeat reports it ready from now on.
-    _main_store().set_celery_ready(worker_id(), os.getpid())
+    with closing(_main_store()) as store:
+        store.set_celery_ready(worker_id(), os.getpid())
 
 
 @worker_shutdown.connect
 def _shutdown(**_: object) -> None:
     try:
-        _main_store().set_celery_ready(worker_id(), None)
+        with closing(_main_store()) as store:
+            store.set_celery_ready(worker_id(), None)
     except KnowraError:
         log.warning("could not record this worker's shutdown")
 
@@ -73,7 +77,7 @@ def _main_store() -> TaskStore:
 
 
 def backoff_s(retries: int) -> float:
-    """Exponential backoff with full jitter, capped."""
+    """Exponential backoff, capped, with jitter over its upper half."""
     settings = get_settings()
     cap = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries)
     return random.uniform(cap / 2, cap)
