@@ -28,6 +28,7 @@ from knowra_worker.errors import (
     KnowraError,
     LimitExceeded,
     PermanentError,
+    SourceIOError,
     TransientError,
     WorkerCrashed,
 )
@@ -185,6 +186,12 @@ class TaskRunner:
         raw = own.params()
         path = resolve_allowed(raw["file_path"], self.settings.allowed_roots)
         check_readable_file(path, raw["file_path"], self.settings.max_file_size_bytes)
+        own.source = _signature(path)
+        restart = bool(checkpoint) and checkpoint.get("source") != own.source
+        if restart:
+            log.warning("task %s: the file changed since the last checkpoint; starting over",
+                        own.task_id)
+            checkpoint = {}
         with registry.open_document(path) as doc:
             ctx = ChunkContext(
                 task_id=raw["task_id"], kb_id=raw["kb_id"], source=path.name,
@@ -195,7 +202,7 @@ class TaskRunner:
             chunker = Chunker(
                 ctx.chunk_size, ctx.chunk_overlap, ChunkerState.from_dict(saved) if saved else None
             )
-            own.start(doc)
+            own.start(doc, restart)
             next_unit = int(checkpoint.get("next_unit", 0))
             self._parse_units(own, doc, chunker, ctx, next_unit)
 
@@ -244,6 +251,7 @@ class _Owned:
     def __init__(self, runner: TaskRunner, task_id: str, epoch: int, lease: _Lease) -> None:
         self.runner, self.task_id, self.epoch, self.lease = runner, task_id, epoch, lease
         self.store = runner.store
+        self.source = ""  # the file's signature, kept in the checkpoint
 
     def params(self) -> dict[str, Any]:
         status = self.store.get_status(self.task_id)
@@ -251,10 +259,12 @@ class _Owned:
             raise _Stop(Outcome.LOST)
         return status.model_dump()
 
-    def start(self, doc: Document) -> None:
-        fields = {"mime_type": doc.mime_type, "unit": doc.unit_name,
-                  "units_total": doc.units_total}
-        self._obey(self._commit(fields, [], 0))
+    def start(self, doc: Document, restart: bool) -> None:
+        fields: dict[str, Any] = {"mime_type": doc.mime_type, "unit": doc.unit_name,
+                                  "units_total": doc.units_total}
+        if restart:
+            fields.update(checkpoint="", units_done=0, chunks=0)
+        self._obey(self._commit(fields, [], 0, restart))
 
     def checkpoint(
         self, chunks: list[dict[str, Any]], next_unit: int, chunker: Chunker, doc: Document,
@@ -263,7 +273,7 @@ class _Owned:
         units_total = next_unit if final else max(doc.units_total, next_unit)
         if not doc.units_total_exact and not final:
             units_total = max(units_total, next_unit + 1)
-        cp = {"next_unit": next_unit, "chunker": chunker.state.to_dict()}
+        cp = {"next_unit": next_unit, "chunker": chunker.state.to_dict(), "source": self.source}
         fields = {"checkpoint": _dumps(cp), "units_done": next_unit,
                   "units_total": units_total, "chunks": chunker.state.seq}
         state = self._commit(fields, chunks, parsed)
@@ -290,17 +300,27 @@ class _Owned:
         reached = self.store.settle(self.task_id, self.epoch, target, fields)
         return Outcome.LOST if reached is None else Outcome(reached)
 
-    def _commit(self, fields: dict[str, Any], chunks: list[dict[str, Any]], parsed: int) -> str:
+    def _commit(self, fields: dict[str, Any], chunks: list[dict[str, Any]], parsed: int,
+                restart: bool = False) -> str:
         if self.lease.lost:
             raise _Stop(Outcome.LOST)
         state = self.store.commit(
             self.task_id, self.epoch, self.runner.worker_id, self.runner.lease_ms,
-            {**fields, "updated_at": time.time()}, chunks, parsed,
+            {**fields, "updated_at": time.time()}, chunks, parsed, restart,
         )
         if state is None:
             log.warning("task %s: taken over by another worker; stopping", self.task_id)
             raise _Stop(Outcome.LOST)
         return state
+
+
+def _signature(path: Path) -> str:
+    """Size and modification time: a resumed task must parse the file it started on."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SourceIOError(f"cannot read the file: {exc.strerror}") from exc
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _dumps(obj: Any) -> str:

@@ -45,10 +45,13 @@ class Rig:
     def runner(self, worker_id: str = "w1") -> TaskRunner:
         return TaskRunner(self.store, self.settings, worker_id)
 
-    def new_task(self, name: str, size: int = 300, overlap: int = 60) -> str:
+    def new_task(self, name: str) -> str:
+        return self.new_task_at(DATA / name)
+
+    def new_task_at(self, path: Path) -> str:
         task_id = f"t-{uuid.uuid4().hex[:8]}"
-        req = StartTaskRequest(task_id=task_id, file_path=str(DATA / name), kb_id="kb",
-                               chunk_size=size, chunk_overlap=overlap)
+        req = StartTaskRequest(task_id=task_id, file_path=str(path), kb_id="kb",
+                               chunk_size=300, chunk_overlap=60)
         self.store.create_task(req)
         return task_id
 
@@ -341,3 +344,30 @@ def test_redis_outage_mid_task_is_survived(tmp_path: Path, monkeypatch: pytest.M
         rig.store.close()
         for server in servers:
             server.stop()
+
+
+def test_a_file_changed_between_attempts_is_parsed_again_from_the_start(
+    rig: Rig, tmp_path: Path
+) -> None:
+    import shutil
+
+    rig.settings = rig.settings.model_copy(update={"allowed_roots": [DATA, tmp_path]})
+    doc = tmp_path / "doc.pdf"
+    shutil.copy(DATA / "multi_page.pdf", doc)
+    reference = rig.new_task_at(doc)
+    assert rig.runner().run(reference) is Outcome.SUCCEEDED
+    want = [(c["seq"], c["text"]) for c in rig.chunks(reference)]
+
+    shutil.copy(DATA / "multi-column.pdf", doc)  # the task starts on a longer document
+    task_id = rig.new_task_at(doc)
+    pause_at(rig, task_id, 9)
+    assert rig.runner().run(task_id) is Outcome.PAUSED
+    assert len(rig.chunks(task_id)) > len(want)
+    shutil.copy(DATA / "multi_page.pdf", doc)  # and is resumed on another one
+    rig.hook = lambda index: None
+    rig.store.control(task_id, "resume")
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    assert [(c["seq"], c["text"]) for c in rig.chunks(task_id)] == want
+    final = status(rig, task_id)
+    assert final.progress.units_done == final.progress.units_total == 5
+    assert final.progress.chunks == len(want)

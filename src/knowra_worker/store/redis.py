@@ -231,12 +231,15 @@ class TaskStore:
         fields: dict[str, Any],
         chunks: list[dict[str, Any]],
         units_parsed: int = 0,
+        restart: bool = False,
     ) -> str | None:
-        """Atomically store chunks, checkpoint and progress. Returns the task's state,
-        or None when this worker no longer owns the task (stale epoch)."""
+        """Atomically store chunks, checkpoint and progress (with `restart`, after dropping
+        the chunks this run stored so far). Returns the task's state, or None when this
+        worker no longer owns the task (stale epoch)."""
         flat_fields = [_s(x) for kv in fields.items() for x in kv]
         flat_chunks = [x for c in chunks for x in (str(c["seq"]), json.dumps(c))]
-        args = [epoch, worker_id, lease_ms, units_parsed, len(fields), *flat_fields, *flat_chunks]
+        args = [epoch, worker_id, lease_ms, units_parsed, int(restart), len(fields),
+                *flat_fields, *flat_chunks]
         res = self._run("COMMIT", task_id, args)
         return str(res[1]) if res[0] == "ok" else None
 

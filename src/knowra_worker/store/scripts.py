@@ -79,14 +79,15 @@ return {'ok', tostring(epoch), tostring(attempts), redis.call('HGET', task, 'che
 """
 
 COMMIT = _PRELUDE + """
--- ARGV: epoch, worker_id, lease_ttl_ms, units_parsed_delta, n fields, field/value pairs (n),
---       seq/chunk pairs
+-- ARGV: epoch, worker_id, lease_ttl_ms, units_parsed_delta, restart (1: drop this run's
+--       chunks first), n fields, field/value pairs (n), seq/chunk pairs
 if redis.call('HGET', task, 'epoch') ~= ARGV[1] then return {'stale'} end
 local st = redis.call('HGET', task, 'state')
 if st ~= 'running' and st ~= 'pausing' and st ~= 'cancelling' then return {'stale', st} end
-local nfields = tonumber(ARGV[5])
-local first_chunk = 6 + 2 * nfields
-if nfields > 0 then redis.call('HSET', task, unpack(ARGV, 6, first_chunk - 1)) end
+if ARGV[5] == '1' then redis.call('DEL', chunks_key(gen())) end
+local nfields = tonumber(ARGV[6])
+local first_chunk = 7 + 2 * nfields
+if nfields > 0 then redis.call('HSET', task, unpack(ARGV, 7, first_chunk - 1)) end
 if #ARGV >= first_chunk then redis.call('HSET', chunks_key(gen()), unpack(ARGV, first_chunk)) end
 redis.call('HINCRBY', task, 'units_parsed', ARGV[4])
 redis.call('SET', lease, ARGV[2], 'PX', ARGV[3])
