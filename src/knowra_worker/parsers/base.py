@@ -56,11 +56,11 @@ class Document(Protocol):
 
 
 class Parser(Protocol):
-    """Opens one format. Raises errors.CorruptFile, EncryptedFile, EmptyDocument as fits."""
+    """Opens one format: called with the path and the detected MIME type, it answers the
+    Document (a Document class is a Parser). Raises errors.CorruptFile, EncryptedFile,
+    EmptyDocument as fits."""
 
-    mime_types: tuple[str, ...]
-
-    def open(self, path: Path, mime_type: str) -> Document: ...
+    def __call__(self, path: Path, mime_type: str) -> Document: ...
 
 
 class BaseDocument:

@@ -29,13 +29,6 @@ _DELIMITERS = ",;\t|"
 _TAB_EXTENSIONS = {".tsv", ".tab"}
 
 
-class CsvParser:
-    mime_types = ("text/csv", "text/tab-separated-values")
-
-    def open(self, path: Path, mime_type: str) -> CsvDocument:
-        return CsvDocument(path, mime_type)
-
-
 class CsvDocument(FlowDocument):
     format_label = "CSV file"
     limits = _LIMITS

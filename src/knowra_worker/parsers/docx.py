@@ -61,13 +61,6 @@ _STRICT_RENAMES = {
 }
 
 
-class DocxParser:
-    mime_types = ("application/vnd.openxmlformats-officedocument.wordprocessingml.document",)
-
-    def open(self, path: Path, mime_type: str) -> DocxDocument:
-        return DocxDocument(path, mime_type)
-
-
 class DocxDocument(FlowDocument):
     format_label = "DOCX file"
     limits = _LIMITS

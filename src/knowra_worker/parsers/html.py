@@ -63,13 +63,6 @@ _LATIN1_ALIASES = {"iso8859-1", "iso-8859-1", "latin-1", "latin1", "ascii", "us-
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=100, section_chars=8_000)
 
 
-class HtmlParser:
-    mime_types = ("text/html",)
-
-    def open(self, path: Path, mime_type: str) -> HtmlDocument:
-        return HtmlDocument(path, mime_type)
-
-
 class HtmlDocument(FlowDocument):
     format_label = "HTML file"
     limits = _LIMITS

@@ -41,13 +41,6 @@ _FRONT_MATTER_LINES = 200
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=100, section_chars=8_000)
 
 
-class MarkdownParser:
-    mime_types = ("text/markdown",)
-
-    def open(self, path: Path, mime_type: str) -> MarkdownDocument:
-        return MarkdownDocument(path, mime_type)
-
-
 class MarkdownDocument(FlowDocument):
     format_label = "Markdown file"
     limits = _LIMITS

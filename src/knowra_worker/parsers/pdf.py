@@ -61,13 +61,6 @@ class _Line:
     placed: bool = False  # whether the position is known
 
 
-class PdfParser:
-    mime_types = ("application/pdf",)
-
-    def open(self, path: Path, mime_type: str) -> PdfDocument:
-        return PdfDocument(path, mime_type)
-
-
 class PdfDocument(BaseDocument):
     unit_name = "page"
     units_total_exact = True

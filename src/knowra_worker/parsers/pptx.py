@@ -22,13 +22,6 @@ from knowra_worker.parsers.base import BaseDocument, Block, BlockKind, Unit
 _MAX_GROUP_DEPTH = 20
 
 
-class PptxParser:
-    mime_types = ("application/vnd.openxmlformats-officedocument.presentationml.presentation",)
-
-    def open(self, path: Path, mime_type: str) -> PptxDocument:
-        return PptxDocument(path, mime_type)
-
-
 class PptxDocument(BaseDocument):
     unit_name = "slide"
     units_total_exact = True

@@ -1,7 +1,8 @@
 """Which parser opens which format: a registry keyed by MIME type, parsers imported lazily.
 
-A new format plugs in with one module defining a `Parser` and one entry in `_PARSERS` (or a
-call to `register` at start-up); the pipeline only ever calls `open_document`.
+A new format plugs in with one module defining a `Parser` (usually its Document class, built
+from the path and the MIME type) and one entry in `_PARSERS` (or a call to `register` at
+start-up); the pipeline only ever calls `open_document`.
 """
 
 from __future__ import annotations
@@ -18,22 +19,22 @@ from knowra_worker.parsers.base import Document, Parser
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    target: str  # "module:Class", the module relative to this package when it starts with "."
+    target: str  # "module:Parser", the module relative to this package when it starts with "."
     short_name: str  # the format's name in listings, e.g. "pdf"
 
 
 _PARSERS: dict[str, _Entry] = {
-    _detect.PDF: _Entry(".pdf:PdfParser", "pdf"),
-    _detect.DOCX: _Entry(".docx:DocxParser", "docx"),
-    _detect.PPTX: _Entry(".pptx:PptxParser", "pptx"),
-    _detect.XLSX: _Entry(".xlsx:XlsxParser", "xlsx"),
-    _detect.HTML: _Entry(".html:HtmlParser", "html"),
-    _detect.MARKDOWN: _Entry(".markdown:MarkdownParser", "md"),
-    _detect.PLAIN: _Entry(".text:TextParser", "txt"),
-    _detect.CSV: _Entry(".csv:CsvParser", "csv"),
-    _detect.TSV: _Entry(".csv:CsvParser", "tsv"),
+    _detect.PDF: _Entry(".pdf:PdfDocument", "pdf"),
+    _detect.DOCX: _Entry(".docx:DocxDocument", "docx"),
+    _detect.PPTX: _Entry(".pptx:PptxDocument", "pptx"),
+    _detect.XLSX: _Entry(".xlsx:XlsxDocument", "xlsx"),
+    _detect.HTML: _Entry(".html:HtmlDocument", "html"),
+    _detect.MARKDOWN: _Entry(".markdown:MarkdownDocument", "md"),
+    _detect.PLAIN: _Entry(".text:TextDocument", "txt"),
+    _detect.CSV: _Entry(".csv:CsvDocument", "csv"),
+    _detect.TSV: _Entry(".csv:CsvDocument", "tsv"),
 }
-_instances: dict[str, Parser] = {}
+_loaded: dict[str, Parser] = {}
 _lock = threading.Lock()
 
 _HINTS = {
@@ -43,10 +44,10 @@ _HINTS = {
 
 
 def register(mime_type: str, target: str, short_name: str) -> None:
-    """Add or replace the parser for a MIME type; `target` is "package.module:Class"."""
+    """Add or replace the parser for a MIME type; `target` is "package.module:Parser"."""
     with _lock:
         _PARSERS[mime_type] = _Entry(target, short_name)
-        _instances.pop(mime_type, None)
+        _loaded.pop(mime_type, None)
 
 
 def detect(path: Path) -> str:
@@ -69,10 +70,10 @@ def parser_for(mime_type: str) -> Parser | None:
         entry = _PARSERS.get(mime_type)
         if entry is None:
             return None
-        parser = _instances.get(mime_type)
+        parser = _loaded.get(mime_type)
         if parser is None:
             parser = _load(entry.target)
-            _instances[mime_type] = parser
+            _loaded[mime_type] = parser
         return parser
 
 
@@ -87,7 +88,7 @@ def open_document(path: Path) -> Document:
     parser = parser_for(mime_type)
     if parser is None:
         raise UnsupportedFormat(unsupported_message(mime_type, path))
-    return parser.open(path, mime_type)
+    return parser(path, mime_type)
 
 
 def unsupported_message(mime_type: str, path: Path) -> str:
@@ -116,7 +117,7 @@ def _article(name: str) -> str:
 
 
 def _load(target: str) -> Parser:
-    module_name, _, class_name = target.partition(":")
+    module_name, _, name = target.partition(":")
     module = importlib.import_module(module_name, package=__package__)
-    parser: Parser = getattr(module, class_name)()
+    parser: Parser = getattr(module, name)
     return parser

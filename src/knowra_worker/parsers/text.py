@@ -28,13 +28,6 @@ _LIMITS = UnitLimits(max_chars=32_000, max_blocks=2_000, section_chars=32_000)
 _WIDE = {"utf-16": 2, "utf-16-le": 2, "utf-16-be": 2, "utf-32": 4}
 
 
-class TextParser:
-    mime_types = ("text/plain",)
-
-    def open(self, path: Path, mime_type: str) -> TextDocument:
-        return TextDocument(path, mime_type)
-
-
 class TextDocument(FlowDocument):
     format_label = "text file"
     limits = _LIMITS

@@ -31,13 +31,6 @@ _MAX_BLOCK_CHARS = 30_000
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=2, section_chars=0, table_per_unit=True)
 
 
-class XlsxParser:
-    mime_types = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
-
-    def open(self, path: Path, mime_type: str) -> XlsxDocument:
-        return XlsxDocument(path, mime_type)
-
-
 class XlsxDocument(FlowDocument):
     unit_name = "sheet"
     format_label = "XLSX file"
