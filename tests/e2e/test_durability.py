@@ -209,7 +209,7 @@ def test_time_limit_stops_at_a_checkpoint_and_resume_goes_on(cluster: Cluster) -
         assert status["error"]["retryable"] is False
         assert 0 < status["progress"]["units_done"] < BIG_PAGES
         stops += 1
-        assert stops < 50
+        assert stops < 200  # each attempt commits pages: this only stops an endless loop
         r = svc.http.post("/worker/resume_task", json={"task_id": task_id})
         assert r.status_code == 200 and r.json()["state"] in ("queued", "running", "succeeded")
     assert stops >= 1
