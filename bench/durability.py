@@ -41,18 +41,35 @@ def free_port() -> int:
 class Service:
     def __init__(self, pdf_dir: Path, tmp: Path, lease: float) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KNOWRA_")}
-        env.update({
-            "KNOWRA_REDIS_MODE": "embedded", "KNOWRA_DATA_DIR": str(tmp / "state"),
-            "KNOWRA_ALLOWED_ROOTS": str(pdf_dir), "KNOWRA_CONCURRENCY": "2",
-            "KNOWRA_LEASE_TTL_S": str(lease), "KNOWRA_HEARTBEAT_INTERVAL_S": str(lease / 6),
-            "KNOWRA_RECOVERY_INTERVAL_S": str(min(10.0, lease / 3)),
-            "KNOWRA_LOG_LEVEL": "WARNING",
-        })
+        env.update(
+            {
+                "KNOWRA_REDIS_MODE": "embedded",
+                "KNOWRA_DATA_DIR": str(tmp / "state"),
+                "KNOWRA_ALLOWED_ROOTS": str(pdf_dir),
+                "KNOWRA_CONCURRENCY": "2",
+                "KNOWRA_LEASE_TTL_S": str(lease),
+                "KNOWRA_HEARTBEAT_INTERVAL_S": str(lease / 6),
+                "KNOWRA_RECOVERY_INTERVAL_S": str(min(10.0, lease / 3)),
+                "KNOWRA_LOG_LEVEL": "WARNING",
+            }
+        )
         port = free_port()
         self.log = (tmp / "service.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "knowra_worker", "serve", "--port", str(port),
-             "--host", "127.0.0.1"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "knowra_worker",
+                "serve",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -78,9 +95,16 @@ class Service:
 
     def submit(self, pdf: Path) -> str:
         task_id = f"bench-{uuid.uuid4().hex[:8]}"
-        self.http.post("/worker/start_task", json={
-            "task_id": task_id, "file_path": str(pdf), "kb_id": "bench",
-            "chunk_size": 1000, "chunk_overlap": 200}).raise_for_status()
+        self.http.post(
+            "/worker/start_task",
+            json={
+                "task_id": task_id,
+                "file_path": str(pdf),
+                "kb_id": "bench",
+                "chunk_size": 1000,
+                "chunk_overlap": 200,
+            },
+        ).raise_for_status()
         return task_id
 
     def stop(self) -> None:
@@ -109,8 +133,11 @@ def pause_round(svc: Service, pdf: Path) -> dict[str, float]:
     latency = time.perf_counter() - t0
     svc.http.post("/worker/resume_task", json={"task_id": task_id})
     done = svc.wait(task_id, final)
-    return {"pause_latency_s": latency, "paused_at_unit": paused["progress"]["units_done"],
-            "reparsed_units": done["units_parsed"] - done["progress"]["units_total"]}
+    return {
+        "pause_latency_s": latency,
+        "paused_at_unit": paused["progress"]["units_done"],
+        "reparsed_units": done["units_parsed"] - done["progress"]["units_total"],
+    }
 
 
 def crash_round(svc: Service, pdf: Path) -> dict[str, float]:
@@ -121,9 +148,12 @@ def crash_round(svc: Service, pdf: Path) -> dict[str, float]:
     svc.wait(task_id, lambda s: s["attempts"] >= 2 and s["state"] == "running")
     claimed = time.perf_counter() - t0
     done = svc.wait(task_id, final)
-    return {"reclaimed_s": claimed, "completed_s": time.perf_counter() - t0,
-            "reparsed_units": done["units_parsed"] - done["progress"]["units_total"],
-            "state": done["state"] == "succeeded"}
+    return {
+        "reclaimed_s": claimed,
+        "completed_s": time.perf_counter() - t0,
+        "reparsed_units": done["units_parsed"] - done["progress"]["units_total"],
+        "state": done["state"] == "succeeded",
+    }
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -146,9 +176,15 @@ def main() -> None:
             crashes = [crash_round(svc, pdf) for _ in range(args.rounds)]
         finally:
             svc.stop()
-    report = {"pdf": pdf.name, "lease_s": args.lease, "rounds": args.rounds,
-              "pause": summarize(pauses), "crash": summarize(crashes),
-              "pause_rounds": pauses, "crash_rounds": crashes}
+    report = {
+        "pdf": pdf.name,
+        "lease_s": args.lease,
+        "rounds": args.rounds,
+        "pause": summarize(pauses),
+        "crash": summarize(crashes),
+        "pause_rounds": pauses,
+        "crash_rounds": crashes,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("pdf", "lease_s", "pause", "crash")}, indent=2))  # noqa: T201

@@ -92,8 +92,11 @@ class Timing:
         return self.pages / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self, baseline: Timing) -> dict[str, Any]:
-        return {**asdict(self), "pages_per_s": round(self.pages_per_s, 1),
-                "ratio_to_raw": round(self.pages_per_s / baseline.pages_per_s, 3)}
+        return {
+            **asdict(self),
+            "pages_per_s": round(self.pages_per_s, 1),
+            "ratio_to_raw": round(self.pages_per_s / baseline.pages_per_s, 3),
+        }
 
 
 @dataclass
@@ -110,9 +113,13 @@ class Rss:
         return self.peak - self.baseline
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "baseline_mib": _mib(self.baseline),
-                "peak_mib": _mib(self.peak), "delta_mib": _mib(self.delta),
-                "method": self.method}
+        return {
+            "name": self.name,
+            "baseline_mib": _mib(self.baseline),
+            "peak_mib": _mib(self.peak),
+            "delta_mib": _mib(self.delta),
+            "method": self.method,
+        }
 
 
 @dataclass
@@ -205,11 +212,27 @@ def cli() -> list[str]:
 
 def run_cli(path: Path, out: Path) -> str | None:
     """One `knowra-worker parse`; None on success, else the error code it printed."""
-    args = [*cli(), "parse", str(path), "--out", str(out), "--no-progress",
-            "--chunk-size", str(CHUNK_SIZE), "--chunk-overlap", str(CHUNK_OVERLAP)]
+    args = [
+        *cli(),
+        "parse",
+        str(path),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--chunk-size",
+        str(CHUNK_SIZE),
+        "--chunk-overlap",
+        str(CHUNK_OVERLAP),
+    ]
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              timeout=CLI_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return "TIMEOUT"
     if proc.returncode == 0:
@@ -220,8 +243,13 @@ def run_cli(path: Path, out: Path) -> str | None:
 
 
 def time_cli(pdfs: list[Pdf], workdir: Path) -> Timing:
-    timing = Timing("cli", "knowra-worker parse (CLI, incl. start-up)", len(pdfs),
-                    sum(p.pages for p in pdfs), 0.0)
+    timing = Timing(
+        "cli",
+        "knowra-worker parse (CLI, incl. start-up)",
+        len(pdfs),
+        sum(p.pages for p in pdfs),
+        0.0,
+    )
     out = workdir / "cli.jsonl"
     start = time.perf_counter()
     for pdf in pdfs:
@@ -244,14 +272,16 @@ def free_port() -> int:
 
 def service_env(data_dir: Path, roots: list[Path], concurrency: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNOWRA_")}
-    env.update({
-        "KNOWRA_REDIS_MODE": "embedded",
-        "KNOWRA_DATA_DIR": str(data_dir),
-        "KNOWRA_ALLOWED_ROOTS": ":".join(str(r) for r in roots),
-        "KNOWRA_CONCURRENCY": str(concurrency),
-        "KNOWRA_LOG_LEVEL": "INFO",
-        "KNOWRA_SHUTDOWN_GRACE_S": str(SHUTDOWN_GRACE_S),
-    })
+    env.update(
+        {
+            "KNOWRA_REDIS_MODE": "embedded",
+            "KNOWRA_DATA_DIR": str(data_dir),
+            "KNOWRA_ALLOWED_ROOTS": ":".join(str(r) for r in roots),
+            "KNOWRA_CONCURRENCY": str(concurrency),
+            "KNOWRA_LOG_LEVEL": "INFO",
+            "KNOWRA_SHUTDOWN_GRACE_S": str(SHUTDOWN_GRACE_S),
+        }
+    )
     return env
 
 
@@ -265,7 +295,10 @@ class Service:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [*cli(), "serve", "--port", str(self.port), "--host", "127.0.0.1"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 preexec_fn=procs.die_with_parent,
             )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
@@ -295,12 +328,18 @@ class Service:
 
     def submit(self, pdf: Pdf, kb_id: str) -> str:
         task_id = f"bench-{uuid.uuid4().hex[:12]}"
-        body = {"task_id": task_id, "file_path": str(pdf.path), "kb_id": kb_id,
-                "chunk_size": CHUNK_SIZE, "chunk_overlap": CHUNK_OVERLAP}
+        body = {
+            "task_id": task_id,
+            "file_path": str(pdf.path),
+            "kb_id": kb_id,
+            "chunk_size": CHUNK_SIZE,
+            "chunk_overlap": CHUNK_OVERLAP,
+        }
         response = self.http.post("/worker/start_task", json=body)
         if response.is_error:
-            raise RuntimeError(f"start_task {pdf.name}: {response.status_code} {response.text}"
-                               f"\n{self.log_tail()}")
+            raise RuntimeError(
+                f"start_task {pdf.name}: {response.status_code} {response.text}\n{self.log_tail()}"
+            )
         return task_id
 
     def status(self, task_id: str) -> dict[str, Any]:
@@ -365,8 +404,11 @@ def service_batch(svc: Service, pdfs: list[Pdf], deadline: float) -> Timing:
         svc.submit(pdf, kb_id)
     tasks = wait_batch(svc, kb_id, len(pdfs), deadline)
     end = max(t["finished_at"] or t["updated_at"] for t in tasks)
-    failures = {names.get(t["file_path"], t["file_path"]): error_code(t)
-                for t in tasks if t["state"] != "succeeded"}
+    failures = {
+        names.get(t["file_path"], t["file_path"]): error_code(t)
+        for t in tasks
+        if t["state"] != "succeeded"
+    }
     pages = sum(t["progress"]["units_done"] for t in tasks)
     return Timing("service", "service (concurrency 2)", len(tasks), pages, end - start, failures)
 
@@ -426,8 +468,9 @@ def pool_child(svc: Service, timeout: float = 30) -> psutil.Process:
     raise TimeoutError("found no Celery pool process under the service")
 
 
-def watch_rss(svc: Service, child: psutil.Process, task_id: str, deadline: float
-              ) -> tuple[int, int, str]:
+def watch_rss(
+    svc: Service, child: psutil.Process, task_id: str, deadline: float
+) -> tuple[int, int, str]:
     """Peak RSS of the pool child and of the whole tree, sampled until the task is final."""
     peak_child = peak_tree = 0
     next_poll = 0.0
@@ -456,9 +499,15 @@ def service_memory(pdf: Pdf, roots: list[Path], workdir: Path) -> tuple[list[Rss
         if reset:
             peak_child = max(peak_child, kernel_peak_rss(child.pid))
     sampled = f"RSS sampled every {RSS_SAMPLE_S * 1000:.0f} ms"
-    return [Rss("service: Celery pool process", base_child, peak_child,
-                sampled + (" and VmHWM" if reset else "")),
-            Rss("service: whole process tree (sum)", base_tree, peak_tree, sampled)], state
+    return [
+        Rss(
+            "service: Celery pool process",
+            base_child,
+            peak_child,
+            sampled + (" and VmHWM" if reset else ""),
+        ),
+        Rss("service: whole process tree (sum)", base_tree, peak_tree, sampled),
+    ], state
 
 
 def probe(mode: str, path: Path) -> dict[str, Any]:
@@ -477,17 +526,24 @@ def probe(mode: str, path: Path) -> dict[str, Any]:
 
 
 def run_probe(mode: str, path: Path) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, str(HERE), "--probe", mode, str(path)],
-                          capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=True,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, str(HERE), "--probe", mode, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT_S,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     return dict(json.loads(proc.stdout))
 
 
 def measure_memory(pdfs: list[Pdf], roots: list[Path], workdir: Path) -> MemoryRun:
     largest = max(pdfs, key=lambda p: p.pages)
     rows, state = service_memory(largest, roots, workdir)
-    for mode, name in (("raw", "raw pypdfium2 (fresh process)"),
-                       ("parse", "parse_file (fresh process)")):
+    for mode, name in (
+        ("raw", "raw pypdfium2 (fresh process)"),
+        ("parse", "parse_file (fresh process)"),
+    ):
         rows.append(Rss(name, **run_probe(mode, largest.path)))
     return MemoryRun(largest, rows, state)
 
@@ -497,30 +553,48 @@ def measure_memory(pdfs: list[Pdf], roots: list[Path], workdir: Path) -> MemoryR
 
 def git_describe() -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                              timeout=10, check=False).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
 
     return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
 
 
 def run_meta(repeat: int) -> dict[str, Any]:
     """Taken at the start: the load average shows what else was running."""
-    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_describe(),
-            "python": platform.python_version(), "pypdfium2": version("pypdfium2"),
-            "cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-            "repeat": repeat, "chunk_size": CHUNK_SIZE, "chunk_overlap": CHUNK_OVERLAP}
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": git_describe(),
+        "python": platform.python_version(),
+        "pypdfium2": version("pypdfium2"),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "repeat": repeat,
+        "chunk_size": CHUNK_SIZE,
+        "chunk_overlap": CHUNK_OVERLAP,
+    }
 
 
-def results_json(meta: dict[str, Any], corpus: Path, pdfs: list[Pdf], skipped: dict[str, str],
-                 timings: list[Timing], memory: MemoryRun) -> dict[str, Any]:
+def results_json(
+    meta: dict[str, Any],
+    corpus: Path,
+    pdfs: list[Pdf],
+    skipped: dict[str, str],
+    timings: list[Timing],
+    memory: MemoryRun,
+) -> dict[str, Any]:
     return {
         "meta": meta,
         "corpus": str(corpus),
         "files": {p.name: p.pages for p in pdfs},
         "skipped": skipped,
         "throughput": [t.to_dict(timings[0]) for t in timings],
-        "memory": {"file": memory.pdf.name, "pages": memory.pdf.pages,
-                   "task_state": memory.state, "rows": [r.to_dict() for r in memory.rows]},
+        "memory": {
+            "file": memory.pdf.name,
+            "pages": memory.pdf.pages,
+            "task_state": memory.state,
+            "rows": [r.to_dict() for r in memory.rows],
+        },
     }
 
 
@@ -533,8 +607,15 @@ def throughput_table(timings: list[Timing]) -> Table:
         failed = ", ".join(sorted(set(t.failures.values()))) if t.failures else "-"
         if t.failures:
             failed = f"{len(t.failures)} ({failed})"
-        table.add_row(t.name, str(t.files), str(t.pages), f"{t.seconds:.2f}",
-                      f"{t.pages_per_s:.1f}", f"{t.pages_per_s / base:.2f}x", failed)
+        table.add_row(
+            t.name,
+            str(t.files),
+            str(t.pages),
+            f"{t.seconds:.2f}",
+            f"{t.pages_per_s:.1f}",
+            f"{t.pages_per_s / base:.2f}x",
+            failed,
+        )
     return table
 
 
@@ -549,23 +630,35 @@ def failures_table(timings: list[Timing]) -> Table:
 
 
 def memory_table(memory: MemoryRun) -> Table:
-    table = Table(title=f"Peak RSS on the largest PDF: {memory.pdf.name} "
-                        f"({memory.pdf.pages} pages, task {memory.state})")
+    table = Table(
+        title=f"Peak RSS on the largest PDF: {memory.pdf.name} "
+        f"({memory.pdf.pages} pages, task {memory.state})"
+    )
     for col in ("process", "baseline MiB", "peak MiB", "delta MiB", "peak from"):
         table.add_column(col, justify="right" if "MiB" in col else "left")
     for r in memory.rows:
-        table.add_row(r.name, f"{r.baseline / MIB:.1f}", f"{r.peak / MIB:.1f}",
-                      f"{r.delta / MIB:.1f}", r.method)
+        table.add_row(
+            r.name,
+            f"{r.baseline / MIB:.1f}",
+            f"{r.peak / MIB:.1f}",
+            f"{r.delta / MIB:.1f}",
+            r.method,
+        )
     return table
 
 
-def report(console: Console, result: dict[str, Any], timings: list[Timing],
-           memory: MemoryRun, out: Path) -> None:
+def report(
+    console: Console, result: dict[str, Any], timings: list[Timing], memory: MemoryRun, out: Path
+) -> None:
     meta = result["meta"]
-    console.print(f"commit {meta['commit']}, {meta['cpus']} CPUs, 1-min load average at start "
-                  f"{meta['loadavg_at_start'][0]}")
-    console.print(f"corpus {result['corpus']}: {len(result['files'])} PDFs, "
-                  f"{timings[0].pages} pages; skipped {len(result['skipped'])}")
+    console.print(
+        f"commit {meta['commit']}, {meta['cpus']} CPUs, 1-min load average at start "
+        f"{meta['loadavg_at_start'][0]}"
+    )
+    console.print(
+        f"corpus {result['corpus']}: {len(result['files'])} PDFs, "
+        f"{timings[0].pages} pages; skipped {len(result['skipped'])}"
+    )
     for name, reason in result["skipped"].items():
         console.print(f"  skipped {name}: {reason}")
     console.print(throughput_table(timings))
@@ -593,12 +686,19 @@ def _exit_on_term(signum: int, _frame: FrameType | None) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=None,
-                        help=f"folder searched for *.pdf [default: {SHARED_CORPUS}, "
-                             f"else {FALLBACK_CORPUS}]")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help=f"folder searched for *.pdf [default: {SHARED_CORPUS}, else {FALLBACK_CORPUS}]",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each throughput "
-                        "measurement; the best is reported")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each throughput measurement; the best is reported",
+    )
     parser.add_argument("--timeout", type=int, default=3600, help="seconds for the whole run")
     parser.add_argument("--probe", nargs=2, metavar=("MODE", "PDF"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -612,10 +712,12 @@ def run(corpus: Path, out: Path, repeat: int) -> None:
     roots = [corpus]
     with tempfile.TemporaryDirectory(prefix="knowra-bench-") as tmp:
         workdir = Path(tmp)
-        timings = [best_of(repeat, lambda: time_raw(pdfs)),
-                   best_of(repeat, lambda: time_parse(pdfs)),
-                   best_of(repeat, lambda: time_cli(pdfs, workdir)),
-                   time_service(pdfs, roots, workdir, repeat)]
+        timings = [
+            best_of(repeat, lambda: time_raw(pdfs)),
+            best_of(repeat, lambda: time_parse(pdfs)),
+            best_of(repeat, lambda: time_cli(pdfs, workdir)),
+            time_service(pdfs, roots, workdir, repeat),
+        ]
         memory = measure_memory(pdfs, roots, workdir)
     result = results_json(meta, corpus, pdfs, skipped, timings, memory)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -643,8 +745,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         with bounded(args.timeout):
-            run((args.corpus or default_corpus()).resolve(), args.out.resolve(),
-                max(1, args.repeat))
+            run(
+                (args.corpus or default_corpus()).resolve(), args.out.resolve(), max(1, args.repeat)
+            )
     except Overtime as exc:
         raise SystemExit(f"throughput.py: {exc} ({args.timeout} s)") from exc
 

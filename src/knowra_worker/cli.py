@@ -15,8 +15,11 @@ from knowra_worker import logs
 from knowra_worker.errors import KnowraError
 from knowra_worker.models import CHUNK_SIZE_MAX, CHUNK_SIZE_MIN
 
-app = typer.Typer(add_completion=False, no_args_is_help=False,
-                  help="Knowra Worker: parse documents into chunks for knowledge bases.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    help="Knowra Worker: parse documents into chunks for knowledge bases.",
+)
 
 
 def _die(message: str, code: int = 2) -> None:
@@ -30,14 +33,17 @@ def _check_port(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError:
-            _die(f"port {port} on {host} is already in use; stop what uses it or pick "
-                 "another with --port (or KNOWRA_PORT)")
+            _die(
+                f"port {port} on {host} is already in use; stop what uses it or pick "
+                "another with --port (or KNOWRA_PORT)"
+            )
 
 
 @app.command()
 def serve(
-    port: Annotated[int | None, typer.Option(help="HTTP port [default: KNOWRA_PORT or 8001]")]
-    = None,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port [default: KNOWRA_PORT or 8001]")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address [default: 0.0.0.0]")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Celery worker processes")] = None,
 ) -> None:
@@ -50,7 +56,8 @@ def serve(
     from knowra_worker.settings import Settings
 
     overrides: dict[str, Any] = {
-        k: v for k, v in {"port": port, "host": host, "concurrency": concurrency}.items()
+        k: v
+        for k, v in {"port": port, "host": host, "concurrency": concurrency}.items()
         if v is not None
     }
     try:
@@ -63,9 +70,13 @@ def serve(
         instance = Instance.start(settings)
     except StartupError as exc:
         _die(str(exc))
-    config = uvicorn.Config(create_app(settings, instance), host=settings.host,
-                            port=settings.port, log_level=settings.log_level.lower(),
-                            log_config=None)
+    config = uvicorn.Config(
+        create_app(settings, instance),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+    )
     server = uvicorn.Server(config)
     try:
         server.run()
@@ -103,8 +114,9 @@ def parse(
     file: Annotated[Path, typer.Argument(help="the document to parse")],
     chunk_size: Annotated[int, typer.Option(min=CHUNK_SIZE_MIN, max=CHUNK_SIZE_MAX)] = 1000,
     chunk_overlap: Annotated[int, typer.Option(min=0)] = 200,
-    out: Annotated[Path | None, typer.Option(help="write chunks here (JSONL) "
-                                                  "instead of stdout")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="write chunks here (JSONL) instead of stdout")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="progress bar (on a terminal)")] = True,
     task_id: Annotated[str, typer.Option(help="task id the chunk ids derive from")] = "local",
     kb_id: Annotated[str, typer.Option(help="knowledge base id put in the metadata")] = "local",
@@ -120,7 +132,8 @@ def parse(
     try:
         with _Progress(show, file.name) as bar:
             for doc, unit, chunks in parse_file(
-                    file.resolve(), chunk_size, chunk_overlap, task_id, kb_id):
+                file.resolve(), chunk_size, chunk_overlap, task_id, kb_id
+            ):
                 _write_chunks(sink, chunks)
                 total += len(chunks)
                 bar.update(unit.index + 1, doc.units_total, doc.unit_name, total)
@@ -140,9 +153,13 @@ class _Progress:
         if show:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                transient=False)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                transient=False,
+            )
             self.task = self.bar.add_task(name, total=None, info="")
 
     def __enter__(self) -> _Progress:
@@ -156,8 +173,9 @@ class _Progress:
 
     def update(self, done: int, total: int, unit: str, chunks: int) -> None:
         if self.bar and done > 0:
-            self.bar.update(self.task, completed=done, total=max(total, done),
-                            info=f"{unit}s, {chunks} chunks")
+            self.bar.update(
+                self.task, completed=done, total=max(total, done), info=f"{unit}s, {chunks} chunks"
+            )
 
 
 def main() -> None:

@@ -64,8 +64,9 @@ class Instance:
             store = TaskStore.from_url(
                 found.url, Keys(settings.key_prefix), settings.result_ttl_seconds
             )
-            inst = cls(settings, found, store, create_celery(settings, found.url),
-                       new_worker_id(settings))
+            inst = cls(
+                settings, found, store, create_celery(settings, found.url), new_worker_id(settings)
+            )
             inst.metrics.watch(store)
             if settings.embedded_worker:
                 inst.worker = inst._spawn_worker()
@@ -73,20 +74,43 @@ class Instance:
         except BaseException:
             found.stop()
             raise
-        log.info("instance %s up: broker %s (%s), %d worker process(es)", inst.worker_id,
-                 found.public_url, found.mode, settings.concurrency)
+        log.info(
+            "instance %s up: broker %s (%s), %d worker process(es)",
+            inst.worker_id,
+            found.public_url,
+            found.mode,
+            settings.concurrency,
+        )
         return inst
 
     def _spawn_worker(self) -> subprocess.Popen[bytes]:
         s = self.settings
-        env = {**os.environ, "KNOWRA_REDIS_URL": self.broker.url,
-               "KNOWRA_WORKER_ID": self.worker_id, "KNOWRA_INSTANCE_PID": str(os.getpid()),
-               "KNOWRA_STOP_FILE": str(self.stop_file)}
+        env = {
+            **os.environ,
+            "KNOWRA_REDIS_URL": self.broker.url,
+            "KNOWRA_WORKER_ID": self.worker_id,
+            "KNOWRA_INSTANCE_PID": str(os.getpid()),
+            "KNOWRA_STOP_FILE": str(self.stop_file),
+        }
         args = [
-            sys.executable, "-m", "celery", "-A", "knowra_worker.celery_app", "worker",
-            "--loglevel", s.log_level.upper(), "--concurrency", str(s.concurrency),
-            "--queues", ",".join(s.queues), "--hostname", f"{self.worker_id}@%h",
-            "--without-gossip", "--without-mingle", "--pool", "prefork",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "knowra_worker.celery_app",
+            "worker",
+            "--loglevel",
+            s.log_level.upper(),
+            "--concurrency",
+            str(s.concurrency),
+            "--queues",
+            ",".join(s.queues),
+            "--hostname",
+            f"{self.worker_id}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--pool",
+            "prefork",
         ]
         return procs.spawn(args, env=env)
 
@@ -107,24 +131,35 @@ class Instance:
             self.stop_file.parent.mkdir(parents=True, exist_ok=True)
             self.stop_file.touch()
         except OSError as exc:
-            log.warning("cannot write %s (%s): running tasks finish or are taken over later",
-                        self.stop_file, exc.strerror)
+            log.warning(
+                "cannot write %s (%s): running tasks finish or are taken over later",
+                self.stop_file,
+                exc.strerror,
+            )
 
     def registration(self) -> dict[str, Any]:
         s = self.settings
         return {
-            "worker_id": self.worker_id, "host": s.advertise_host, "port": s.port,
-            "version": __version__, "concurrency": s.concurrency, "queues": list(s.queues),
-            "formats": registry.supported_formats(), "started_at": self.started_at,
-            "broker": self.broker.describe(), "pid": os.getpid(),
-            "fqdn": socket.getfqdn(), "last_seen": time.time(),
+            "worker_id": self.worker_id,
+            "host": s.advertise_host,
+            "port": s.port,
+            "version": __version__,
+            "concurrency": s.concurrency,
+            "queues": list(s.queues),
+            "formats": registry.supported_formats(),
+            "started_at": self.started_at,
+            "broker": self.broker.describe(),
+            "pid": os.getpid(),
+            "fqdn": socket.getfqdn(),
+            "last_seen": time.time(),
             "worker_alive": self.worker_alive(),
         }
 
     def enqueue(self, task_id: str, priority: int = 5) -> None:
         """Send the message that makes some worker claim the task (duplicates are harmless)."""
-        self.celery.send_task(TASK_NAME, args=[task_id], queue=self.settings.queues[0],
-                              priority=9 - priority)
+        self.celery.send_task(
+            TASK_NAME, args=[task_id], queue=self.settings.queues[0], priority=9 - priority
+        )
 
     def recover(self) -> list[str]:
         """Re-send the message of every orphaned task: its worker died (lease lapsed) or its
@@ -134,8 +169,9 @@ class Instance:
             return []
         orphans = self.store.orphans(s.requeue_queued_after_s)
         for task_id in orphans:
-            log.warning("task %s is orphaned (lapsed lease or lost message); re-queueing it",
-                        task_id)
+            log.warning(
+                "task %s is orphaned (lapsed lease or lost message); re-queueing it", task_id
+            )
             self.store.touch(task_id)
             self.enqueue(task_id)
             self.metrics.recovered.inc()
@@ -152,8 +188,12 @@ class Instance:
             # Running tasks hand themselves back at their next unit boundary (they see the
             # stop file); the warm shutdown then ends quickly, a cold one after the grace.
             self._mark_stopping()
-            procs.stop(self.worker, "Celery worker", grace_s=self.settings.shutdown_grace_s,
-                       then=signal.SIGQUIT)
+            procs.stop(
+                self.worker,
+                "Celery worker",
+                grace_s=self.settings.shutdown_grace_s,
+                then=signal.SIGQUIT,
+            )
             self.stop_file.unlink(missing_ok=True)
         try:
             self.store.unregister_instance(self.worker_id)

@@ -62,8 +62,9 @@ def create_app(settings: Settings | None = None, instance: Instance | None = Non
         app.state.instance = inst
         loops = [
             asyncio.create_task(_every(REGISTRATION_TTL_S / 3, inst.register, "registration")),
-            asyncio.create_task(_every(REGISTRATION_TTL_S / 3, lambda: _check_worker(inst),
-                                       "worker check")),
+            asyncio.create_task(
+                _every(REGISTRATION_TTL_S / 3, lambda: _check_worker(inst), "worker check")
+            ),
             asyncio.create_task(_every(settings.recovery_interval_s, inst.recover, "recovery")),
         ]
         try:

@@ -22,15 +22,20 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.submitted = Counter(
-            "knowra_tasks_submitted", "start_task requests by outcome (created, existing, rerun)",
-            ["outcome"], registry=self.registry,
+            "knowra_tasks_submitted",
+            "start_task requests by outcome (created, existing, rerun)",
+            ["outcome"],
+            registry=self.registry,
         )
         self.controls = Counter(
-            "knowra_task_controls", "pause, resume and cancel requests that changed a task",
-            ["action"], registry=self.registry,
+            "knowra_task_controls",
+            "pause, resume and cancel requests that changed a task",
+            ["action"],
+            registry=self.registry,
         )
         self.recovered = Counter(
-            "knowra_tasks_recovered", "orphaned tasks re-queued by this instance's recovery",
+            "knowra_tasks_recovered",
+            "orphaned tasks re-queued by this instance's recovery",
             registry=self.registry,
         )
 
@@ -43,8 +48,9 @@ class _TaskGauges(Collector):
         self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        tasks = GaugeMetricFamily("knowra_active_tasks", "tasks not yet final, by state",
-                                  labels=["state"])
+        tasks = GaugeMetricFamily(
+            "knowra_active_tasks", "tasks not yet final, by state", labels=["state"]
+        )
         instances = GaugeMetricFamily("knowra_instances", "live instances of the cluster")
         try:
             by_state = Tally(self.store.active_states())

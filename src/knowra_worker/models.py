@@ -50,7 +50,9 @@ class StartTaskRequest(BaseModel):
     chunk_size: int = Field(default=1000, ge=CHUNK_SIZE_MIN, le=CHUNK_SIZE_MAX)
     chunk_overlap: int = Field(default=200, ge=0, le=CHUNK_SIZE_MAX)
     callback_url: str | None = Field(
-        default=None, max_length=2048, pattern=r"^https?://",
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://",
         description="Receives a POST of the task status once the task is final.",
     )
     priority: int = Field(default=5, ge=0, le=9)

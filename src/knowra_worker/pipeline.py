@@ -58,22 +58,37 @@ class ChunkContext:
 
     def chunk_id(self, raw: RawChunk) -> str:
         key = "\x00".join(
-            [self.kb_id, self.task_id, str(self.chunk_size), str(self.chunk_overlap),
-             str(raw.seq), raw.text]
+            [
+                self.kb_id,
+                self.task_id,
+                str(self.chunk_size),
+                str(self.chunk_overlap),
+                str(raw.seq),
+                raw.text,
+            ]
         )
         return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=5))
 
     def record(self, raw: RawChunk) -> dict[str, Any]:
         metadata = {
             **self.extra,
-            "kb_id": self.kb_id, "task_id": self.task_id, "source": self.source,
-            "mime_type": self.mime_type, "page_start": raw.page_start,
-            "page_end": raw.page_end, "headings": list(raw.headings),
-            "char_start": raw.char_start, "char_end": raw.char_end,
+            "kb_id": self.kb_id,
+            "task_id": self.task_id,
+            "source": self.source,
+            "mime_type": self.mime_type,
+            "page_start": raw.page_start,
+            "page_end": raw.page_end,
+            "headings": list(raw.headings),
+            "char_start": raw.char_start,
+            "char_end": raw.char_end,
             "content_type": raw.content_type,
         }
-        return {"chunk_id": self.chunk_id(raw), "seq": raw.seq, "text": raw.text,
-                "metadata": metadata}
+        return {
+            "chunk_id": self.chunk_id(raw),
+            "seq": raw.seq,
+            "text": raw.text,
+            "metadata": metadata,
+        }
 
 
 def chunk_stream(
@@ -135,8 +150,13 @@ class TaskRunner:
     """Runs claimed tasks. `should_yield` is asked at every checkpoint: when it answers
     True (the instance is going away) the task is handed back to the queue right there."""
 
-    def __init__(self, store: TaskStore, settings: Settings, worker_id: str,
-                 should_yield: Callable[[], bool] = _never) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        settings: Settings,
+        worker_id: str,
+        should_yield: Callable[[], bool] = _never,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.worker_id = worker_id
@@ -169,9 +189,14 @@ class TaskRunner:
             return self._fail(task_id, epoch, exc)
         except SoftTimeLimitExceeded:
             limit = self.settings.task_time_limit_s
-            return self._fail(task_id, epoch, LimitExceeded(
-                f"the task ran longer than {limit:.0f} s (KNOWRA_TASK_TIME_LIMIT_S); it stopped "
-                "at its last checkpoint and goes on from there when resumed"))
+            return self._fail(
+                task_id,
+                epoch,
+                LimitExceeded(
+                    f"the task ran longer than {limit:.0f} s (KNOWRA_TASK_TIME_LIMIT_S); it "
+                    "stopped at its last checkpoint and goes on from there when resumed"
+                ),
+            )
         except TransientError as exc:
             if attempts >= self.settings.max_attempts:
                 return self._fail(task_id, epoch, exc)
@@ -189,14 +214,19 @@ class TaskRunner:
         own.source = _signature(path)
         restart = bool(checkpoint) and checkpoint.get("source") != own.source
         if restart:
-            log.warning("task %s: the file changed since the last checkpoint; starting over",
-                        own.task_id)
+            log.warning(
+                "task %s: the file changed since the last checkpoint; starting over", own.task_id
+            )
             checkpoint = {}
         with registry.open_document(path) as doc:
             ctx = ChunkContext(
-                task_id=raw["task_id"], kb_id=raw["kb_id"], source=path.name,
-                mime_type=doc.mime_type, chunk_size=int(raw["chunk_size"]),
-                chunk_overlap=int(raw["chunk_overlap"]), extra=raw["metadata"],
+                task_id=raw["task_id"],
+                kb_id=raw["kb_id"],
+                source=path.name,
+                mime_type=doc.mime_type,
+                chunk_size=int(raw["chunk_size"]),
+                chunk_overlap=int(raw["chunk_overlap"]),
+                extra=raw["metadata"],
             )
             saved = checkpoint.get("chunker")
             chunker = Chunker(
@@ -215,19 +245,26 @@ class TaskRunner:
             batch.extend(ctx.record(r) for r in raws)
             parsed, next_unit = parsed + 1, unit.index + 1
             if chunker.state.seq > self.settings.max_chunks:
-                raise LimitExceeded(f"the document makes more than {self.settings.max_chunks} "
-                                    "chunks (KNOWRA_MAX_CHUNKS)")
+                raise LimitExceeded(
+                    f"the document makes more than {self.settings.max_chunks} "
+                    "chunks (KNOWRA_MAX_CHUNKS)"
+                )
             if parsed % self.settings.checkpoint_every_units == 0:
                 own.checkpoint(batch, next_unit, chunker, doc, parsed, final=False)
                 batch, parsed = [], 0
                 if self.should_yield():
-                    log.warning("task %s: this instance is going away; handing the task back "
-                                "at unit %d", own.task_id, next_unit)
+                    log.warning(
+                        "task %s: this instance is going away; handing the task back at unit %d",
+                        own.task_id,
+                        next_unit,
+                    )
                     raise _Stop(own.hand_back())
         batch.extend(ctx.record(r) for r in chunker.finish())
         if chunker.state.seq == 0:
-            raise EmptyDocument("the document contains no extractable text "
-                                "(a scanned PDF needs OCR, which this service does not do)")
+            raise EmptyDocument(
+                "the document contains no extractable text "
+                "(a scanned PDF needs OCR, which this service does not do)"
+            )
         own.checkpoint(batch, next_unit, chunker, doc, parsed, final=True)
         own.settle(State.SUCCEEDED, {"error": ""})
 
@@ -260,22 +297,34 @@ class _Owned:
         return status.model_dump()
 
     def start(self, doc: Document, restart: bool) -> None:
-        fields: dict[str, Any] = {"mime_type": doc.mime_type, "unit": doc.unit_name,
-                                  "units_total": doc.units_total}
+        fields: dict[str, Any] = {
+            "mime_type": doc.mime_type,
+            "unit": doc.unit_name,
+            "units_total": doc.units_total,
+        }
         if restart:
             fields.update(checkpoint="", units_done=0, chunks=0)
         self._obey(self._commit(fields, [], 0, restart))
 
     def checkpoint(
-        self, chunks: list[dict[str, Any]], next_unit: int, chunker: Chunker, doc: Document,
-        parsed: int, final: bool,
+        self,
+        chunks: list[dict[str, Any]],
+        next_unit: int,
+        chunker: Chunker,
+        doc: Document,
+        parsed: int,
+        final: bool,
     ) -> None:
         units_total = next_unit if final else max(doc.units_total, next_unit)
         if not doc.units_total_exact and not final:
             units_total = max(units_total, next_unit + 1)
         cp = {"next_unit": next_unit, "chunker": chunker.state.to_dict(), "source": self.source}
-        fields = {"checkpoint": _dumps(cp), "units_done": next_unit,
-                  "units_total": units_total, "chunks": chunker.state.seq}
+        fields = {
+            "checkpoint": _dumps(cp),
+            "units_done": next_unit,
+            "units_total": units_total,
+            "chunks": chunker.state.seq,
+        }
         state = self._commit(fields, chunks, parsed)
         if not final:
             self._obey(state)
@@ -300,13 +349,24 @@ class _Owned:
         reached = self.store.settle(self.task_id, self.epoch, target, fields)
         return Outcome.LOST if reached is None else Outcome(reached)
 
-    def _commit(self, fields: dict[str, Any], chunks: list[dict[str, Any]], parsed: int,
-                restart: bool = False) -> str:
+    def _commit(
+        self,
+        fields: dict[str, Any],
+        chunks: list[dict[str, Any]],
+        parsed: int,
+        restart: bool = False,
+    ) -> str:
         if self.lease.lost:
             raise _Stop(Outcome.LOST)
         state = self.store.commit(
-            self.task_id, self.epoch, self.runner.worker_id, self.runner.lease_ms,
-            {**fields, "updated_at": time.time()}, chunks, parsed, restart,
+            self.task_id,
+            self.epoch,
+            self.runner.worker_id,
+            self.runner.lease_ms,
+            {**fields, "updated_at": time.time()},
+            chunks,
+            parsed,
+            restart,
         )
         if state is None:
             log.warning("task %s: taken over by another worker; stopping", self.task_id)

@@ -29,21 +29,26 @@ def _child_setup(sig: int) -> Callable[[], None]:
     return setup
 
 
-def spawn(args: list[str], env: dict[str, str] | None = None, sig: int = signal.SIGTERM
-          ) -> subprocess.Popen[bytes]:
+def spawn(
+    args: list[str], env: dict[str, str] | None = None, sig: int = signal.SIGTERM
+) -> subprocess.Popen[bytes]:
     """Start a child that inherits our stdout/stderr (so its output reaches our log) and
     gets `sig` if we die without stopping it.
 
     Linux sends the parent-death signal when the *thread* that forked the child ends: call
     this from a thread that lives as long as the child should (the main thread)."""
     return subprocess.Popen(
-        args, env=env, stdin=subprocess.DEVNULL, preexec_fn=_child_setup(sig),  # noqa: PLW1509
+        args,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_child_setup(sig),  # noqa: PLW1509
         start_new_session=False,
     )
 
 
-def stop(proc: subprocess.Popen[bytes], name: str, grace_s: float, then: int = signal.SIGKILL
-         ) -> None:
+def stop(
+    proc: subprocess.Popen[bytes], name: str, grace_s: float, then: int = signal.SIGKILL
+) -> None:
     """SIGTERM, wait up to grace_s, then `then` (default SIGKILL) and reap."""
     if proc.poll() is not None:
         return
@@ -52,8 +57,9 @@ def stop(proc: subprocess.Popen[bytes], name: str, grace_s: float, then: int = s
         proc.wait(grace_s)
         return
     except subprocess.TimeoutExpired:
-        log.warning("%s did not stop within %.0f s; sending %s", name, grace_s,
-                    signal.Signals(then).name)
+        log.warning(
+            "%s did not stop within %.0f s; sending %s", name, grace_s, signal.Signals(then).name
+        )
     proc.send_signal(then)
     try:
         proc.wait(10)

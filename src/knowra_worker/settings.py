@@ -80,11 +80,13 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="First retry delay; doubles each attempt, with jitter."
     )
     task_time_limit_s: float = Field(
-        default=3600.0, gt=0,
+        default=3600.0,
+        gt=0,
         description="A task running longer stops at its checkpoint with LIMIT_EXCEEDED.",
     )
     visibility_timeout_s: float = Field(
-        default=7200.0, gt=0,
+        default=7200.0,
+        gt=0,
         description="Broker redelivers an unacknowledged message after this; must exceed "
         "the task time limit.",
     )
@@ -92,7 +94,8 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="How often an instance looks for orphaned tasks."
     )
     requeue_queued_after_s: float = Field(
-        default=300.0, gt=0,
+        default=300.0,
+        gt=0,
         description="A task queued this long without starting gets its message sent again.",
     )
     shutdown_grace_s: float = Field(

@@ -24,10 +24,14 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "root"
 
 
-def make_client(redis_url: str, key_prefix: str, roots: list[Path], **extra: object
-                ) -> TestClient:
-    settings = Settings(redis_url=redis_url, key_prefix=key_prefix, allowed_roots=roots,
-                        embedded_worker=False, **extra)
+def make_client(redis_url: str, key_prefix: str, roots: list[Path], **extra: object) -> TestClient:
+    settings = Settings(
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        allowed_roots=roots,
+        embedded_worker=False,
+        **extra,
+    )
     return TestClient(create_app(settings))
 
 
@@ -38,9 +42,13 @@ def client(redis_url: str, key_prefix: str, root: Path) -> Iterator[TestClient]:
 
 
 def body(root: Path, **over: object) -> dict[str, object]:
-    b: dict[str, object] = {"task_id": f"t-{uuid.uuid4().hex[:8]}", "kb_id": "kb1",
-                            "file_path": str(root / "doc.txt"), "chunk_size": 500,
-                            "chunk_overlap": 50}
+    b: dict[str, object] = {
+        "task_id": f"t-{uuid.uuid4().hex[:8]}",
+        "kb_id": "kb1",
+        "file_path": str(root / "doc.txt"),
+        "chunk_size": 500,
+        "chunk_overlap": 50,
+    }
     b.update(over)
     return b
 
@@ -59,8 +67,11 @@ def test_simultaneous_submissions_to_two_instances_make_one_task(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    with make_client(redis_url, key_prefix, [root]) as one, \
-            make_client(redis_url, key_prefix, [root]) as two:
+    with (
+        make_client(redis_url, key_prefix, [root]) as one,
+        make_client(redis_url, key_prefix, [root]) as two,
+    ):
+
         def submit(pair: tuple[TestClient, dict[str, object]]) -> int:
             return pair[0].post("/worker/start_task", json=pair[1]).status_code
 
@@ -85,11 +96,21 @@ def test_same_task_again_is_idempotent_and_other_parameters_conflict(
     assert r.json()["error"]["code"] == "TASK_CONFLICT"
 
 
-@pytest.mark.parametrize("bad", [
-    {"chunk_overlap": 500}, {"chunk_overlap": 600}, {"chunk_size": 0}, {"chunk_size": 10**7},
-    {"chunk_overlap": -1}, {"kb_id": ""}, {"task_id": "has space"}, {"unknown": 1},
-    {"callback_url": "ftp://example.org/x"}, {"callback_url": "file:///etc/passwd"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"chunk_overlap": 500},
+        {"chunk_overlap": 600},
+        {"chunk_size": 0},
+        {"chunk_size": 10**7},
+        {"chunk_overlap": -1},
+        {"kb_id": ""},
+        {"task_id": "has space"},
+        {"unknown": 1},
+        {"callback_url": "ftp://example.org/x"},
+        {"callback_url": "file:///etc/passwd"},
+    ],
+)
 def test_invalid_parameters_are_422(client: TestClient, root: Path, bad: dict) -> None:
     r = client.post("/worker/start_task", json=body(root, **bad))
     assert r.status_code == 422, r.text
@@ -107,8 +128,12 @@ def test_paths_outside_the_roots_are_403(client: TestClient, root: Path, tmp_pat
     sibling.mkdir()
     (sibling / "doc.txt").write_text("secret")
     (root / "escape.txt").symlink_to(sibling / "doc.txt")
-    for path in [sibling / "doc.txt", root / "escape.txt", Path("/etc/passwd"),
-                 root / ".." / "root2" / "doc.txt"]:
+    for path in [
+        sibling / "doc.txt",
+        root / "escape.txt",
+        Path("/etc/passwd"),
+        root / ".." / "root2" / "doc.txt",
+    ]:
         r = client.post("/worker/start_task", json=body(root, file_path=str(path)))
         assert r.status_code == 403, path
         assert r.json()["error"]["code"] == "PATH_NOT_ALLOWED"
@@ -126,8 +151,9 @@ def test_missing_file_is_400_and_nothing_is_queued(client: TestClient, root: Pat
 
 
 def test_malformed_requests_get_an_error_body(client: TestClient) -> None:
-    r = client.post("/worker/pause_task", content=b"\xff\x00{", headers={
-        "Content-Type": "application/json"})
+    r = client.post(
+        "/worker/pause_task", content=b"\xff\x00{", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "BAD_REQUEST"
     r = client.put("/worker/tasks")
     assert r.status_code == 405 and r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
@@ -146,24 +172,33 @@ def test_task_result_limits(client: TestClient, root: Path) -> None:
     b = body(root)
     client.post("/worker/start_task", json=b)
     r = client.get("/worker/task_result", params={"task_id": b["task_id"]})
-    assert r.json() == {"task_id": b["task_id"], "kb_id": "kb1", "state": "queued", "total": 0,
-                        "offset": 0, "chunks": []}
+    assert r.json() == {
+        "task_id": b["task_id"],
+        "kb_id": "kb1",
+        "state": "queued",
+        "total": 0,
+        "offset": 0,
+        "chunks": [],
+    }
     for limit in (0, 1001):
         r = client.get("/worker/task_result", params={"task_id": b["task_id"], "limit": limit})
         assert r.status_code == 422
 
 
 def test_tasks_lists_newest_first_by_kb_and_state(client: TestClient, root: Path) -> None:
-    ids = [client.post("/worker/start_task", json=body(root, kb_id=kb)).json()["task_id"]
-           for kb in ("kbA", "kbB", "kbA")]
+    ids = [
+        client.post("/worker/start_task", json=body(root, kb_id=kb)).json()["task_id"]
+        for kb in ("kbA", "kbB", "kbA")
+    ]
     listed = client.get("/worker/tasks", params={"kb_id": "kbA"}).json()
     assert [t["task_id"] for t in listed] == [ids[2], ids[0]]
     assert client.get("/worker/tasks", params={"kb_id": "kbA", "state": "running"}).json() == []
     assert len(client.get("/worker/tasks", params={"limit": 2}).json()) == 2
     store = client.app.state.instance.store  # type: ignore[attr-defined]
     store.r.delete(store.keys.task(ids[2]))  # as when a finished task's TTL runs out
-    assert [t["task_id"] for t in client.get("/worker/tasks", params={"kb_id": "kbA"}).json()
-            ] == [ids[0]]
+    assert [t["task_id"] for t in client.get("/worker/tasks", params={"kb_id": "kbA"}).json()] == [
+        ids[0]
+    ]
     assert store.r.zrange(store.keys.kb_tasks("kbA"), 0, -1) == [ids[0]]
 
 
@@ -213,7 +248,6 @@ def test_register_heartbeat_workers_docs_metrics(client: TestClient) -> None:
     assert beat["broker"]["ok"] is True and beat["worker_id"] == reg["worker_id"]
     assert client.get("/docs").status_code == 200 and client.get("/redoc").status_code == 200
     assert "/worker/start_task" in client.get("/openapi.json").json()["paths"]
-
 
 
 def test_metrics_count_submissions_and_active_tasks(client: TestClient, root: Path) -> None:

@@ -14,8 +14,9 @@ from knowra_worker.parsers.base import Block, BlockKind
 WORDS = ["alpha", "beta", "gamma", "delta.", "epsilon,", "zeta!", "eta", "théta", "中文句子。"]
 
 
-def run(blocks: list[Block], size: int, overlap: int, cuts: set[int] = frozenset()
-        ) -> list[RawChunk]:
+def run(
+    blocks: list[Block], size: int, overlap: int, cuts: set[int] = frozenset()
+) -> list[RawChunk]:
     """Chunk blocks, rebuilding the chunker from its JSON state before each index in cuts."""
     chunker = Chunker(size, overlap)
     out: list[RawChunk] = []
@@ -33,10 +34,10 @@ def check_contract(blocks: list[Block], chunks: list[RawChunk], size: int, overl
     covered = bytearray(len(text))
     for c in chunks:
         assert 0 < len(c.text) <= size
-        assert text[c.char_start:c.char_end] == c.text
-        covered[c.char_start:c.char_end] = b"\x01" * (c.char_end - c.char_start)
+        assert text[c.char_start : c.char_end] == c.text
+        covered[c.char_start : c.char_end] = b"\x01" * (c.char_end - c.char_start)
     lost = [i for i, ch in enumerate(text) if not covered[i] and not ch.isspace()]
-    assert not lost, f"characters in no chunk, first at {lost[0]}: {text[lost[0]:lost[0] + 20]!r}"
+    assert not lost, f"characters in no chunk, first at {lost[0]}: {text[lost[0] : lost[0] + 20]!r}"
     for a, b in zip(chunks, chunks[1:], strict=False):
         assert b.char_start > a.char_start
         assert a.char_end - b.char_start <= overlap
@@ -46,7 +47,8 @@ block_st = st.builds(
     Block,
     kind=st.sampled_from(list(BlockKind)),
     text=st.lists(st.sampled_from(WORDS + ["\n", "x" * 70]), min_size=0, max_size=120).map(
-        " ".join),
+        " ".join
+    ),
     page=st.integers(1, 20),
     level=st.integers(0, 4),
 )
@@ -68,8 +70,10 @@ def test_contract_and_resume_at_any_block(blocks, size, overlap_ratio, data) -> 
 
 
 def paragraphs(n: int, words: int = 60) -> list[Block]:
-    return [Block(BlockKind.PARAGRAPH, " ".join(f"w{i}x{j}" for j in range(words)), page=i // 3 + 1)
-            for i in range(n)]
+    return [
+        Block(BlockKind.PARAGRAPH, " ".join(f"w{i}x{j}" for j in range(words)), page=i // 3 + 1)
+        for i in range(n)
+    ]
 
 
 def test_overlap_is_used_inside_a_section() -> None:
@@ -82,8 +86,9 @@ def test_overlap_is_used_inside_a_section() -> None:
 
 
 def test_small_paragraphs_are_packed_and_split_at_paragraph_breaks() -> None:
-    blocks = [Block(BlockKind.PARAGRAPH, f"Paragraph number {i} says something.")
-              for i in range(40)]
+    blocks = [
+        Block(BlockKind.PARAGRAPH, f"Paragraph number {i} says something.") for i in range(40)
+    ]
     chunks = run(blocks, 200, 0)
     assert all(c.text.startswith("Paragraph number") for c in chunks)
     assert all(c.text.endswith("something.") for c in chunks)
@@ -111,8 +116,11 @@ def test_headings_start_sections_and_form_the_path() -> None:
 
 def test_tables_are_their_own_chunks_split_at_rows() -> None:
     rows = "\n".join(f"r{i} | value {i} | more {i}" for i in range(40))
-    blocks = [Block(BlockKind.PARAGRAPH, "Before."), Block(BlockKind.TABLE, rows),
-              Block(BlockKind.PARAGRAPH, "After.")]
+    blocks = [
+        Block(BlockKind.PARAGRAPH, "Before."),
+        Block(BlockKind.TABLE, rows),
+        Block(BlockKind.PARAGRAPH, "After."),
+    ]
     chunks = run(blocks, 200, 0)
     kinds = [c.content_type for c in chunks]
     assert kinds[0] == "text" and kinds[-1] == "text" and set(kinds[1:-1]) == {"table"}

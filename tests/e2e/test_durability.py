@@ -22,9 +22,13 @@ from ..conftest import DATA, Service, free_port, service_env
 
 BIG = "DA-619p.pdf"  # 619 pages: a run takes long enough to be interrupted
 BIG_PAGES = 619
-FAST = {"KNOWRA_LEASE_TTL_S": "3", "KNOWRA_HEARTBEAT_INTERVAL_S": "0.5",
-        "KNOWRA_RECOVERY_INTERVAL_S": "0.5", "KNOWRA_REQUEUE_QUEUED_AFTER_S": "5",
-        "KNOWRA_MAX_FILE_SIZE_MB": "50"}
+FAST = {
+    "KNOWRA_LEASE_TTL_S": "3",
+    "KNOWRA_HEARTBEAT_INTERVAL_S": "0.5",
+    "KNOWRA_RECOVERY_INTERVAL_S": "0.5",
+    "KNOWRA_REQUEUE_QUEUED_AFTER_S": "5",
+    "KNOWRA_MAX_FILE_SIZE_MB": "50",
+}
 
 
 class Cluster:
@@ -38,8 +42,12 @@ class Cluster:
         self.services: list[Service] = []
 
     def service(self, **extra: str) -> Service:
-        env = service_env(self.tmp, KNOWRA_REDIS_URL=self.redis.url,
-                          KNOWRA_KEY_PREFIX=self.prefix, **{**FAST, **extra})
+        env = service_env(
+            self.tmp,
+            KNOWRA_REDIS_URL=self.redis.url,
+            KNOWRA_KEY_PREFIX=self.prefix,
+            **{**FAST, **extra},
+        )
         svc = Service(env, free_port(), self.tmp)
         self.services.append(svc)  # stopped by close(), whatever happens
         svc.wait_ready()
@@ -65,9 +73,18 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 def comparable(chunks: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What must not depend on interruptions (ids derive from the task id, compared apart)."""
-    return [(c["seq"], c["text"], c["metadata"]["page_start"], c["metadata"]["page_end"],
-             c["metadata"]["char_start"], c["metadata"]["char_end"],
-             tuple(c["metadata"]["headings"])) for c in chunks]
+    return [
+        (
+            c["seq"],
+            c["text"],
+            c["metadata"]["page_start"],
+            c["metadata"]["page_end"],
+            c["metadata"]["char_start"],
+            c["metadata"]["char_end"],
+            tuple(c["metadata"]["headings"]),
+        )
+        for c in chunks
+    ]
 
 
 _expected: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
@@ -140,10 +157,14 @@ def test_pause_restart_every_worker_then_resume(cluster: Cluster) -> None:
     svc.stop()
     svc = cluster.service()
     time.sleep(2)  # several recovery sweeps: a paused task stays paused
-    assert svc.http.get("/worker/task_status", params={"task_id": task_id}).json()[
-        "state"] == "paused"
-    assert svc.http.post("/worker/resume_task", json={"task_id": task_id}).json()[
-        "state"] in ("queued", "running", "succeeded")
+    assert (
+        svc.http.get("/worker/task_status", params={"task_id": task_id}).json()["state"] == "paused"
+    )
+    assert svc.http.post("/worker/resume_task", json={"task_id": task_id}).json()["state"] in (
+        "queued",
+        "running",
+        "succeeded",
+    )
     status = check_complete(svc, task_id, want)
     assert status["units_parsed"] == BIG_PAGES
 
@@ -152,8 +173,10 @@ def test_cancel_then_restart_never_runs_again(cluster: Cluster) -> None:
     svc = cluster.service()
     task_id = submit(svc, BIG)
     wait_until(svc, task_id, mid_run)
-    assert svc.http.post("/worker/cancel_task", json={"task_id": task_id}).json()[
-        "state"] in ("cancelling", "cancelled")
+    assert svc.http.post("/worker/cancel_task", json={"task_id": task_id}).json()["state"] in (
+        "cancelling",
+        "cancelled",
+    )
     status = svc.wait_final(task_id)
     assert status["state"] == "cancelled"
     svc.stop()
@@ -185,9 +208,11 @@ def test_sigkill_of_a_whole_instance_is_taken_over_by_another(cluster: Cluster) 
     want = expected(first, BIG, 600)
     task_ids = [submit(first, BIG) for _ in range(2)]
     running = wait_until(first, task_ids[0], mid_run)
-    owner = next(s for s in (first, second)
-                 if running["worker_pid"] in [p.pid for p in
-                                              psutil.Process(s.proc.pid).children(True)])
+    owner = next(
+        s
+        for s in (first, second)
+        if running["worker_pid"] in [p.pid for p in psutil.Process(s.proc.pid).children(True)]
+    )
     survivor = second if owner is first else first
     survivor_id = survivor.http.get("/worker/register").json()["worker_id"]
     owner.stop(signal.SIGKILL)
@@ -222,9 +247,11 @@ def test_sigterm_hands_running_tasks_to_another_instance_at_once(cluster: Cluste
     want = expected(first, BIG, 600)
     task_id = submit(first, BIG)
     running = wait_until(first, task_id, mid_run)
-    owner = next(s for s in (first, second)
-                 if running["worker_pid"] in [p.pid for p in
-                                              psutil.Process(s.proc.pid).children(True)])
+    owner = next(
+        s
+        for s in (first, second)
+        if running["worker_pid"] in [p.pid for p in psutil.Process(s.proc.pid).children(True)]
+    )
     survivor = second if owner is first else first
     assert owner.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
     # handed back at a page boundary, not cut short by the cold shutdown after the grace
@@ -241,8 +268,9 @@ def test_a_document_that_kills_its_worker_every_time_ends_worker_crashed(
     task_id = submit(svc, BIG)
     killed: set[int] = set()
     deadline = time.monotonic() + 180
-    while (status := svc.http.get("/worker/task_status", params={"task_id": task_id}).json()
-           )["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+    while (status := svc.http.get("/worker/task_status", params={"task_id": task_id}).json())[
+        "state"
+    ] not in ("succeeded", "failed") and time.monotonic() < deadline:
         pid = status["worker_pid"]
         if status["state"] == "running" and pid and pid not in killed:
             os.kill(pid, signal.SIGKILL)  # as a document that crashes its parser would

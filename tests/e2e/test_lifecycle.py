@@ -66,14 +66,18 @@ def test_killing_the_api_process_stops_its_worker_and_redis(embedded: Service) -
 def run_serve(env: dict[str, str], port: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "knowra_worker", "serve", "--port", str(port)],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def test_unreachable_configured_redis_is_an_error_not_a_fallback(tmp_path: Path) -> None:
     dead = free_port()
-    res = run_serve(service_env(tmp_path, KNOWRA_REDIS_URL=f"redis://127.0.0.1:{dead}/0"),
-                    free_port())
+    res = run_serve(
+        service_env(tmp_path, KNOWRA_REDIS_URL=f"redis://127.0.0.1:{dead}/0"), free_port()
+    )
     assert res.returncode != 0
     assert f"KNOWRA_REDIS_URL=redis://127.0.0.1:{dead}/0 does not answer" in res.stderr
     assert "Traceback" not in res.stderr
@@ -91,13 +95,15 @@ def test_port_in_use_is_reported(tmp_path: Path, redis_url: str) -> None:
 
 
 def test_missing_allowed_root_is_reported(tmp_path: Path, redis_url: str) -> None:
-    env = service_env(tmp_path, KNOWRA_REDIS_URL=redis_url,
-                      KNOWRA_ALLOWED_ROOTS=f"{DATA}:/no/such/root")
+    env = service_env(
+        tmp_path, KNOWRA_REDIS_URL=redis_url, KNOWRA_ALLOWED_ROOTS=f"{DATA}:/no/such/root"
+    )
     res = run_serve(env, free_port())
     assert res.returncode != 0
     assert res.stderr.strip() == (
         "knowra-worker: allowed root(s) not found: /no/such/root; create them or fix "
-        "KNOWRA_ALLOWED_ROOTS (directories separated by ':')")
+        "KNOWRA_ALLOWED_ROOTS (directories separated by ':')"
+    )
 
 
 def test_two_instances_cannot_share_one_embedded_data_dir(embedded: Service) -> None:
@@ -115,7 +121,9 @@ def test_uvicorn_entry_point_keeps_its_worker(tmp_path: Path, redis_url: str) ->
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "knowra_worker.main:app", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/worker/heartbeat"
     try:
@@ -143,7 +151,8 @@ def test_api_only_instance_with_a_separate_worker(tmp_path: Path, redis_url: str
     worker = subprocess.Popen(
         [sys.executable, "-m", "knowra_worker", "worker", "--concurrency", "1"],
         env={**env, "KNOWRA_WORKER_ID": "standalone-1"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         beat = api.wait_ready()

@@ -41,10 +41,10 @@ def check_chunks(chunks: list[dict], text: str, size: int, overlap: int) -> None
     for c in chunks:
         m = c["metadata"]
         assert 0 < len(c["text"]) <= size
-        assert text[m["char_start"]:m["char_end"]] == c["text"]
-        covered[m["char_start"]:m["char_end"]] = b"\x01" * (m["char_end"] - m["char_start"])
+        assert text[m["char_start"] : m["char_end"]] == c["text"]
+        covered[m["char_start"] : m["char_end"]] = b"\x01" * (m["char_end"] - m["char_start"])
     lost = [i for i, ch in enumerate(text) if not covered[i] and not ch.isspace()]
-    assert not lost, f"text in no chunk at {lost[0]}: {text[lost[0]:lost[0] + 40]!r}"
+    assert not lost, f"text in no chunk at {lost[0]}: {text[lost[0] : lost[0] + 40]!r}"
     for a, b in zip(chunks, chunks[1:], strict=False):
         shared = a["metadata"]["char_end"] - b["metadata"]["char_start"]
         assert shared <= overlap
@@ -54,8 +54,11 @@ def check_chunks(chunks: list[dict], text: str, size: int, overlap: int) -> None
 
 FORMATS = [
     ("multi_page.pdf", "application/pdf", "page"),
-    ("unit_test_headers.docx",
-     "application/vnd.openxmlformats-officedocument.wordprocessingml.document", None),
+    (
+        "unit_test_headers.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        None,
+    ),
     ("example-10k-1p.html", "text/html", None),
     ("mixed.md", "text/markdown", None),
     ("norwich-city.txt", "text/plain", None),
@@ -63,8 +66,9 @@ FORMATS = [
 
 
 @pytest.mark.parametrize(("name", "mime", "unit"), FORMATS)
-def test_document_parses_into_valid_chunks(service: Service, name: str, mime: str, unit: str
-                                           ) -> None:
+def test_document_parses_into_valid_chunks(
+    service: Service, name: str, mime: str, unit: str
+) -> None:
     status, chunks = run_task(service, name, kb_id="kb-formats", metadata={"origin": "e2e"})
     assert status["state"] == "succeeded", status
     assert status["error"] is None and status["attempts"] == 1
@@ -76,8 +80,11 @@ def test_document_parses_into_valid_chunks(service: Service, name: str, mime: st
     check_chunks(chunks, local_text(DATA / name), SIZE, OVERLAP)
     meta = chunks[0]["metadata"]
     assert meta["mime_type"] == mime == status["mime_type"]
-    assert (meta["kb_id"], meta["task_id"], meta["source"]) == ("kb-formats", status["task_id"],
-                                                                name)
+    assert (meta["kb_id"], meta["task_id"], meta["source"]) == (
+        "kb-formats",
+        status["task_id"],
+        name,
+    )
     assert meta["origin"] == "e2e"
 
 
@@ -111,9 +118,16 @@ def _headings_of(chunks: list[dict], needle: str) -> list[str]:
 def test_docx_headings(service: Service) -> None:
     _, chunks = run_task(service, "unit_test_headers.docx", chunk_size=100, chunk_overlap=0)
     assert _headings_of(chunks, "Paragraph 1.2.3.1") == [
-        "Test Document", "Section 1", "Section 1.2", "Section 1.2.3"]
+        "Test Document",
+        "Section 1",
+        "Section 1.2",
+        "Section 1.2.3",
+    ]
     assert _headings_of(chunks, "Paragraph 2.1.1.1") == [
-        "Test Document", "Section 2", "Section 2.1.1"]
+        "Test Document",
+        "Section 2",
+        "Section 2.1.1",
+    ]
 
 
 def test_markdown_headings_and_table(service: Service) -> None:
@@ -128,10 +142,25 @@ def test_same_input_gives_the_same_chunks_as_the_cli(service: Service, tmp_path:
     status, chunks = run_task(service, "norwich-city.txt", kb_id="kb-same")
     out = tmp_path / "chunks.jsonl"
     subprocess.run(
-        [sys.executable, "-m", "knowra_worker", "parse", str(DATA / "norwich-city.txt"),
-         "--chunk-size", str(SIZE), "--chunk-overlap", str(OVERLAP), "--out", str(out),
-         "--task-id", status["task_id"], "--kb-id", "kb-same"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "knowra_worker",
+            "parse",
+            str(DATA / "norwich-city.txt"),
+            "--chunk-size",
+            str(SIZE),
+            "--chunk-overlap",
+            str(OVERLAP),
+            "--out",
+            str(out),
+            "--task-id",
+            status["task_id"],
+            "--kb-id",
+            "kb-same",
+        ],
+        check=True,
+        capture_output=True,
     )
     import json
 
@@ -151,8 +180,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("name", "code"), BAD)
-def test_bad_files_fail_with_their_code_after_one_attempt(service: Service, name: str, code: str
-                                                         ) -> None:
+def test_bad_files_fail_with_their_code_after_one_attempt(
+    service: Service, name: str, code: str
+) -> None:
     status, chunks = run_task(service, name)
     assert status["state"] == "failed"
     assert status["error"]["code"] == code and status["error"]["retryable"] is False
@@ -201,11 +231,9 @@ def test_task_events_stream_until_final(service: Service) -> None:
     assert done == sorted(done) and done[-1] == 5
 
 
-def test_callback_receives_the_final_status(service: Service, callback_sink: CallbackSink
-                                            ) -> None:
+def test_callback_receives_the_final_status(service: Service, callback_sink: CallbackSink) -> None:
     ok = service.start_task(file_path=str(DATA / "mixed.md"), callback_url=callback_sink.url)
-    bad = service.start_task(file_path=str(DATA / "password.pdf"),
-                             callback_url=callback_sink.url)
+    bad = service.start_task(file_path=str(DATA / "password.pdf"), callback_url=callback_sink.url)
     posted = {p["task_id"]: p for p in callback_sink.wait(2)}
     assert posted[ok.json()["task_id"]]["state"] == "succeeded"
     assert posted[ok.json()["task_id"]]["progress"]["chunks"] > 0

@@ -188,8 +188,9 @@ def test_a_new_format_plugs_in_with_one_registry_entry(
     assert read_blocks(path) == [Block(BlockKind.PARAGRAPH, "xml text")]
 
 
-def test_a_package_that_unpacks_too_big_is_refused(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_package_that_unpacks_too_big_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib
     import zipfile
 

@@ -36,8 +36,12 @@ class Rig:
     """A store with its own key prefix, and runners that share it."""
 
     def __init__(self, redis_url: str) -> None:
-        self.settings = Settings(redis_url=redis_url, key_prefix=f"d{uuid.uuid4().hex[:8]}:",
-                                 allowed_roots=[DATA], heartbeat_interval_s=60)
+        self.settings = Settings(
+            redis_url=redis_url,
+            key_prefix=f"d{uuid.uuid4().hex[:8]}:",
+            allowed_roots=[DATA],
+            heartbeat_interval_s=60,
+        )
         self.store = TaskStore.from_url(redis_url, Keys(self.settings.key_prefix), 3600)
         self.hook: Callable[[int], None] = lambda index: None
         self.mid_unit = False
@@ -50,8 +54,9 @@ class Rig:
 
     def new_task_at(self, path: Path) -> str:
         task_id = f"t-{uuid.uuid4().hex[:8]}"
-        req = StartTaskRequest(task_id=task_id, file_path=str(path), kb_id="kb",
-                               chunk_size=300, chunk_overlap=60)
+        req = StartTaskRequest(
+            task_id=task_id, file_path=str(path), kb_id="kb", chunk_size=300, chunk_overlap=60
+        )
         self.store.create_task(req)
         return task_id
 
@@ -125,8 +130,14 @@ def normalize(chunks: list[dict[str, Any]], task_id: str) -> list[dict[str, Any]
     out = []
     for c in chunks:
         meta = {**c["metadata"], "task_id": "-"}
-        out.append({"seq": c["seq"], "text": c["text"], "metadata": meta,
-                    "id_is_stable": c["chunk_id"] == _expected_id(c, task_id)})
+        out.append(
+            {
+                "seq": c["seq"],
+                "text": c["text"],
+                "metadata": meta,
+                "id_is_stable": c["chunk_id"] == _expected_id(c, task_id),
+            }
+        )
     return out
 
 
@@ -135,8 +146,16 @@ def _expected_id(chunk: dict[str, Any], task_id: str) -> str:
 
     m = chunk["metadata"]
     ctx = pipeline.ChunkContext(task_id, m["kb_id"], m["source"], m["mime_type"], 300, 60)
-    raw = RawChunk(chunk["seq"], chunk["text"], m["char_start"], m["char_end"],
-                   m["page_start"], m["page_end"], tuple(m["headings"]), m["content_type"])
+    raw = RawChunk(
+        chunk["seq"],
+        chunk["text"],
+        m["char_start"],
+        m["char_end"],
+        m["page_start"],
+        m["page_end"],
+        tuple(m["headings"]),
+        m["content_type"],
+    )
     return ctx.chunk_id(raw)
 
 
@@ -150,6 +169,7 @@ def pause_at(rig: Rig, task_id: str, at: int) -> None:
     def hook(index: int) -> None:
         if index == at:
             rig.store.control(task_id, "pause")
+
     rig.hook = hook
 
 
@@ -157,13 +177,19 @@ def crash_at(rig: Rig, at: int) -> None:
     def hook(index: int) -> None:
         if index == at:
             raise Crash()
+
     rig.hook = hook
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(sorted(DOCS)), data=st.data(), mid_unit=st.booleans(),
-       kind=st.sampled_from(["pause", "crash"]))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.sampled_from(sorted(DOCS)),
+    data=st.data(),
+    mid_unit=st.booleans(),
+    kind=st.sampled_from(["pause", "crash"]),
+)
 def test_interrupted_runs_end_with_the_uninterrupted_chunks(
     rig: Rig, name: str, data: st.DataObject, mid_unit: bool, kind: str
 ) -> None:
@@ -211,6 +237,7 @@ def test_cancel_stops_at_the_next_unit_and_leaves_no_chunk(rig: Rig, at: int) ->
     def hook(index: int) -> None:
         if index == at:
             assert rig.store.control(task_id, "cancel") == ("cancelling", True)
+
     rig.hook = hook
     assert rig.runner().run(task_id) is Outcome.CANCELLED
     final = status(rig, task_id)
@@ -229,6 +256,7 @@ def test_a_worker_that_lost_its_task_cannot_write(rig: Rig) -> None:
             rig.hook = lambda i: None
             rig.lapse_lease(task_id)
             assert rig.runner("w2").run(task_id) is Outcome.SUCCEEDED
+
     rig.hook = hook
     assert rig.runner("w1").run(task_id) is Outcome.LOST
     final = status(rig, task_id)
@@ -243,6 +271,7 @@ def test_pausing_worker_that_died_leaves_the_task_paused(rig: Rig) -> None:
         if index == 2:
             rig.store.control(task_id, "pause")
             raise Crash()
+
     rig.hook = hook
     with pytest.raises(Crash):
         rig.runner().run(task_id)
@@ -293,6 +322,7 @@ def test_transient_source_errors_are_retried_then_fail_after_the_bounded_attempt
         if plan and plan[0] == index:
             plan.pop(0)
             raise SourceIOError(f"I/O error reading the source at unit {index}")
+
     rig.hook = hook
     for _ in range(2):
         assert rig.runner().run(task_id) is Outcome.RETRY
@@ -311,8 +341,7 @@ def test_transient_source_errors_are_retried_then_fail_after_the_bounded_attempt
     assert status(rig, always).error.code == "SOURCE_IO_ERROR"
 
 
-def test_redis_outage_mid_task_is_survived(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_redis_outage_mid_task_is_survived(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     from knowra_worker.broker import start_embedded
@@ -331,6 +360,7 @@ def test_redis_outage_mid_task_is_survived(tmp_path: Path, monkeypatch: pytest.M
                 if index == 3:
                     rig.hook = lambda i: None
                     servers[0].stop()  # AOF fsynced on shutdown
+
             rig.hook = hook
             # the commit after unit 3 finds no Redis for longer than the client's retries
             assert rig.runner().run(task_id) is Outcome.RETRY

@@ -15,10 +15,12 @@ from knowra_worker.models import ErrorBody
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, code: str, message: str,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
-                        headers=headers)
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 async def _knowra_error(_: Request, exc: Exception) -> JSONResponse:
@@ -29,7 +31,8 @@ async def _knowra_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(
-        exc.status_code, "HTTP_ERROR")
+        exc.status_code, "HTTP_ERROR"
+    )
     return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
 

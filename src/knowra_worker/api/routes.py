@@ -28,8 +28,9 @@ from knowra_worker.paths import check_readable_file, resolve_allowed
 from knowra_worker.store import TaskStore
 
 router = APIRouter(prefix="/worker", tags=["tasks"], dependencies=[Depends(require_api_key)])
-instance_router = APIRouter(prefix="/worker", tags=["instance"],
-                            dependencies=[Depends(require_api_key)])
+instance_router = APIRouter(
+    prefix="/worker", tags=["instance"], dependencies=[Depends(require_api_key)]
+)
 open_router = APIRouter(prefix="/worker", tags=["instance"])  # liveness probes need no key
 
 
@@ -51,8 +52,12 @@ TaskId = Annotated[str, Query(min_length=1, max_length=200)]
 CONTROL_ERRORS = documented(400, 401, 404, 409, 503)
 
 
-@router.post("/start_task", status_code=202, response_model=TaskStatus,
-             responses=documented(400, 401, 403, 409, 503))
+@router.post(
+    "/start_task",
+    status_code=202,
+    response_model=TaskStatus,
+    responses=documented(400, 401, 403, 409, 503),
+)
 def start_task(req: StartTaskRequest, inst: InstanceDep, response: Response) -> TaskStatus:
     """Queue a document for parsing. The same task_id with the same parameters is
     idempotent (200 and the existing task) unless `force` asks to run a finished task again;
@@ -90,8 +95,14 @@ def task_result(
     """The task's chunks in seq order, a page at a time (complete once `succeeded`)."""
     status = _status(store, task_id)
     total, chunks = store.get_chunks(task_id, offset, limit)
-    return {"task_id": task_id, "kb_id": status.kb_id, "state": status.state,
-            "total": total, "offset": offset, "chunks": chunks}
+    return {
+        "task_id": task_id,
+        "kb_id": status.kb_id,
+        "state": status.state,
+        "total": total,
+        "offset": offset,
+        "chunks": chunks,
+    }
 
 
 @router.get("/tasks", response_model=list[TaskStatus], responses=documented(401, 503))
@@ -105,8 +116,7 @@ def list_tasks(
     return store.list_tasks(kb_id=kb_id, state=state, limit=limit)
 
 
-def _control(inst: Instance, task_id: str, action: str, tasks: BackgroundTasks
-             ) -> TaskStatus:
+def _control(inst: Instance, task_id: str, action: str, tasks: BackgroundTasks) -> TaskStatus:
     state, changed = inst.store.control(task_id, action)
     if changed:
         inst.metrics.controls.labels(action).inc()
@@ -146,8 +156,9 @@ async def task_events(task_id: TaskId, store: StoreDep) -> StreamingResponse:
     """Server-sent events: one `status` event per change of state or progress, until a
     final state."""
     first = await run_in_threadpool(_status, store, task_id)
-    return StreamingResponse(_events(store, first), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return StreamingResponse(
+        _events(store, first), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 async def _events(store: TaskStore, status: TaskStatus | None) -> AsyncIterator[str]:
@@ -174,12 +185,16 @@ def heartbeat(inst: InstanceDep) -> dict[str, Any]:
     worker_ok = ready or not inst.settings.embedded_worker
     return {
         "status": "ok" if broker_ok and worker_ok else "degraded",
-        "worker_id": inst.worker_id, "time": time.time(),
+        "worker_id": inst.worker_id,
+        "time": time.time(),
         "broker": {**inst.broker.describe(), "ok": broker_ok},
-        "worker": {"embedded": inst.settings.embedded_worker, "alive": inst.worker_alive(),
-                   "ready": ready,
-                   "pid": inst.worker.pid if inst.worker else None,
-                   "concurrency": inst.settings.concurrency},
+        "worker": {
+            "embedded": inst.settings.embedded_worker,
+            "alive": inst.worker_alive(),
+            "ready": ready,
+            "pid": inst.worker.pid if inst.worker else None,
+            "concurrency": inst.settings.concurrency,
+        },
         "load": {"loadavg": list(os.getloadavg()), "cpus": os.cpu_count()},
     }
 

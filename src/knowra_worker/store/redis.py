@@ -89,25 +89,43 @@ class TaskStore:
         self.ttl = result_ttl_s
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("CREATE", "CLAIM", "COMMIT", "RENEW", "SETTLE", "CONTROL", "RERUN",
-                         "READ_CHUNKS")
+            for name in (
+                "CREATE",
+                "CLAIM",
+                "COMMIT",
+                "RENEW",
+                "SETTLE",
+                "CONTROL",
+                "RERUN",
+                "READ_CHUNKS",
+            )
         }
 
     @classmethod
     def from_url(cls, url: str, keys: Keys, result_ttl_s: int) -> TaskStore:
         client = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5,
-            health_check_interval=30, retry_on_timeout=True,
+            url,
+            decode_responses=True,
+            socket_timeout=30,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            retry_on_timeout=True,
         )
         return cls(client, keys, result_ttl_s)
 
     def close(self) -> None:
         self.r.close()
 
-    def _run(self, script: str, task_id: str, args: list[Any], extra_keys: tuple[str, ...] = ()
-             ) -> Any:
-        keys = [self.keys.task(task_id), self.keys.chunks_base(task_id),
-                self.keys.lease(task_id), self.keys.active, *extra_keys]
+    def _run(
+        self, script: str, task_id: str, args: list[Any], extra_keys: tuple[str, ...] = ()
+    ) -> Any:
+        keys = [
+            self.keys.task(task_id),
+            self.keys.chunks_base(task_id),
+            self.keys.lease(task_id),
+            self.keys.active,
+            *extra_keys,
+        ]
         return self._scripts[script](keys=keys, args=args)
 
     # -- API side -------------------------------------------------------------------------
@@ -117,17 +135,37 @@ class TaskStore:
         """Create the task unless it exists; (created, status). Other parameters: 409."""
         now = time.time()
         fields: dict[str, Any] = {
-            "task_id": req.task_id, "kb_id": req.kb_id, "state": State.QUEUED.value,
-            "file_path": req.file_path, "chunk_size": req.chunk_size,
-            "chunk_overlap": req.chunk_overlap, "priority": req.priority,
-            "metadata": json.dumps(req.metadata), "callback_url": _s(req.callback_url),
-            "fingerprint": fingerprint(req), "attempts": 0, "epoch": 0, "created_at": now,
-            "updated_at": now, "units_done": 0, "units_total": 0, "unit": unit, "chunks": 0,
-            "units_parsed": 0, "checkpoint": "", "error": "", "gen": 0, "pub": "",
+            "task_id": req.task_id,
+            "kb_id": req.kb_id,
+            "state": State.QUEUED.value,
+            "file_path": req.file_path,
+            "chunk_size": req.chunk_size,
+            "chunk_overlap": req.chunk_overlap,
+            "priority": req.priority,
+            "metadata": json.dumps(req.metadata),
+            "callback_url": _s(req.callback_url),
+            "fingerprint": fingerprint(req),
+            "attempts": 0,
+            "epoch": 0,
+            "created_at": now,
+            "updated_at": now,
+            "units_done": 0,
+            "units_total": 0,
+            "unit": unit,
+            "chunks": 0,
+            "units_parsed": 0,
+            "checkpoint": "",
+            "error": "",
+            "gen": 0,
+            "pub": "",
         }
         flat = [_s(x) for kv in fields.items() for x in kv]
-        res = self._run("CREATE", req.task_id, [fields["fingerprint"], now, req.task_id, *flat],
-                        (self.keys.tasks, self.keys.kb_tasks(req.kb_id)))
+        res = self._run(
+            "CREATE",
+            req.task_id,
+            [fields["fingerprint"], now, req.task_id, *flat],
+            (self.keys.tasks, self.keys.kb_tasks(req.kb_id)),
+        )
         if res == -1:
             raise TaskConflict(
                 f"task {req.task_id!r} already exists with other parameters "
@@ -200,7 +238,8 @@ class TaskStore:
             raise TaskNotFound(f"no task {task_id!r}")
         if res[0] == "invalid":
             raise InvalidTransition(
-                f"task {task_id!r} is {res[1]}; only a finished task can be run again")
+                f"task {task_id!r} is {res[1]}; only a finished task can be run again"
+            )
 
     # -- worker side ----------------------------------------------------------------------
 
@@ -210,8 +249,16 @@ class TaskStore:
     ) -> Claim:
         """Take the task if it may run now. After max_attempts it fails with `gave_up`."""
         error = json.dumps(gave_up.to_dict())
-        args = [worker_id, time.time(), lease_ms, max_attempts, error, self.ttl, task_id,
-                os.getpid()]
+        args = [
+            worker_id,
+            time.time(),
+            lease_ms,
+            max_attempts,
+            error,
+            self.ttl,
+            task_id,
+            os.getpid(),
+        ]
         res = self._run("CLAIM", task_id, args)
         outcome = str(res[0])
         if outcome != "ok":
@@ -238,8 +285,16 @@ class TaskStore:
         worker no longer owns the task (stale epoch)."""
         flat_fields = [_s(x) for kv in fields.items() for x in kv]
         flat_chunks = [x for c in chunks for x in (str(c["seq"]), json.dumps(c))]
-        args = [epoch, worker_id, lease_ms, units_parsed, int(restart), len(fields),
-                *flat_fields, *flat_chunks]
+        args = [
+            epoch,
+            worker_id,
+            lease_ms,
+            units_parsed,
+            int(restart),
+            len(fields),
+            *flat_fields,
+            *flat_chunks,
+        ]
         res = self._run("COMMIT", task_id, args)
         return str(res[1]) if res[0] == "ok" else None
 
@@ -353,22 +408,35 @@ def _status_from_hash(raw: dict[str, Any]) -> TaskStatus:
     units_total = int(raw["units_total"] or 0)
     units_done = int(raw["units_done"] or 0)
     state = State(raw["state"])
-    percent = 100.0 if state is State.SUCCEEDED else (
-        round(100.0 * min(units_done, units_total) / units_total, 1) if units_total else 0.0
+    percent = (
+        100.0
+        if state is State.SUCCEEDED
+        else (round(100.0 * min(units_done, units_total) / units_total, 1) if units_total else 0.0)
     )
     return TaskStatus(
-        task_id=raw["task_id"], kb_id=raw["kb_id"], state=state,
+        task_id=raw["task_id"],
+        kb_id=raw["kb_id"],
+        state=state,
         progress=Progress(
-            percent=percent, units_done=units_done, units_total=units_total,
-            unit=raw["unit"] or "unit", chunks=int(raw["chunks"] or 0),
+            percent=percent,
+            units_done=units_done,
+            units_total=units_total,
+            unit=raw["unit"] or "unit",
+            chunks=int(raw["chunks"] or 0),
         ),
         error=ErrorInfo(**json.loads(raw["error"])) if raw["error"] else None,
-        attempts=int(raw["attempts"] or 0), worker_id=raw["worker_id"] or None,
-        created_at=float(raw["created_at"]), started_at=_f(raw["started_at"]),
-        updated_at=float(raw["updated_at"]), finished_at=_f(raw["finished_at"]),
-        file_path=raw["file_path"], chunk_size=int(raw["chunk_size"]),
-        chunk_overlap=int(raw["chunk_overlap"]), mime_type=raw["mime_type"] or None,
-        priority=int(raw["priority"] or 5), metadata=json.loads(raw["metadata"] or "{}"),
+        attempts=int(raw["attempts"] or 0),
+        worker_id=raw["worker_id"] or None,
+        created_at=float(raw["created_at"]),
+        started_at=_f(raw["started_at"]),
+        updated_at=float(raw["updated_at"]),
+        finished_at=_f(raw["finished_at"]),
+        file_path=raw["file_path"],
+        chunk_size=int(raw["chunk_size"]),
+        chunk_overlap=int(raw["chunk_overlap"]),
+        mime_type=raw["mime_type"] or None,
+        priority=int(raw["priority"] or 5),
+        metadata=json.loads(raw["metadata"] or "{}"),
         units_parsed=int(raw["units_parsed"] or 0),
         worker_pid=int(raw["worker_pid"]) if raw["worker_pid"] else None,
     )

@@ -29,7 +29,9 @@ local function finish(state, now, ttl, task_id)
 end
 """
 
-CREATE = _PRELUDE + """
+CREATE = (
+    _PRELUDE
+    + """
 -- KEYS: +tasks index, kb index; ARGV: fingerprint, now, task_id, field/value pairs...
 if redis.call('EXISTS', task) == 1 then
   if redis.call('HGET', task, 'fingerprint') == ARGV[1] then return 0 end
@@ -41,8 +43,11 @@ redis.call('ZADD', KEYS[6], ARGV[2], ARGV[3])
 redis.call('SADD', active, ARGV[3])
 return 1
 """
+)
 
-CLAIM = _PRELUDE + """
+CLAIM = (
+    _PRELUDE
+    + """
 -- ARGV: worker_id, now, lease_ttl_ms, max_attempts, gave-up error JSON, ttl_s, task_id, pid
 local st = redis.call('HGET', task, 'state')
 if not st then return {'missing'} end
@@ -77,8 +82,11 @@ end
 redis.call('SET', lease, ARGV[1], 'PX', ARGV[3])
 return {'ok', tostring(epoch), tostring(attempts), redis.call('HGET', task, 'checkpoint') or ''}
 """
+)
 
-COMMIT = _PRELUDE + """
+COMMIT = (
+    _PRELUDE
+    + """
 -- ARGV: epoch, worker_id, lease_ttl_ms, units_parsed_delta, restart (1: drop this run's
 --       chunks first), n fields, field/value pairs (n), seq/chunk pairs
 if redis.call('HGET', task, 'epoch') ~= ARGV[1] then return {'stale'} end
@@ -93,6 +101,7 @@ redis.call('HINCRBY', task, 'units_parsed', ARGV[4])
 redis.call('SET', lease, ARGV[2], 'PX', ARGV[3])
 return {'ok', st}
 """
+)
 
 RENEW = """
 -- KEYS: task, lease; ARGV: epoch, worker_id, lease_ttl_ms
@@ -101,7 +110,9 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-SETTLE = _PRELUDE + """
+SETTLE = (
+    _PRELUDE
+    + """
 -- The worker leaves its task: finished, failed, paused, or handed back to the queue.
 -- ARGV: epoch, target state, now, ttl_s, task_id, field/value pairs...
 if redis.call('HGET', task, 'epoch') ~= ARGV[1] then return {'stale'} end
@@ -127,8 +138,11 @@ else
 end
 return {'ok', target}
 """
+)
 
-CONTROL = _PRELUDE + """
+CONTROL = (
+    _PRELUDE
+    + """
 -- A caller's pause, resume or cancel. ARGV: action, now, ttl_s, task_id.
 -- Answers {'ok', state, changed} or {'invalid', state}.
 local st = redis.call('HGET', task, 'state')
@@ -164,8 +178,11 @@ else
 end
 return {'ok', to, 1}
 """
+)
 
-RERUN = _PRELUDE + """
+RERUN = (
+    _PRELUDE
+    + """
 -- Run a finished task again from the start; its published chunks stay readable until the
 -- new run succeeds. ARGV: now, task_id. Answers {'ok'} or {'invalid', state}.
 local st = redis.call('HGET', task, 'state')
@@ -181,8 +198,11 @@ if pub() ~= '' then redis.call('PERSIST', chunks_key(pub())) end
 redis.call('SADD', active, ARGV[2])
 return {'ok'}
 """
+)
 
-READ_CHUNKS = _PRELUDE + """
+READ_CHUNKS = (
+    _PRELUDE
+    + """
 -- The readable generation's chunks seq offset..offset+limit-1. ARGV: offset, limit.
 local g = pub()
 if g == '' then g = gen() end
@@ -196,3 +216,4 @@ local values = redis.call('HMGET', key, unpack(fields))
 table.insert(values, 1, total)
 return values
 """
+)

@@ -72,8 +72,9 @@ def _shutdown(**_: object) -> None:
 
 def _main_store() -> TaskStore:
     settings = get_settings()
-    return TaskStore.from_url(str(app.conf.broker_url), Keys(settings.key_prefix),
-                              settings.result_ttl_seconds)
+    return TaskStore.from_url(
+        str(app.conf.broker_url), Keys(settings.key_prefix), settings.result_ttl_seconds
+    )
 
 
 def backoff_s(retries: int) -> float:
@@ -83,8 +84,7 @@ def backoff_s(retries: int) -> float:
     return random.uniform(cap / 2, cap)
 
 
-@app.task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True,
-          max_retries=None)
+@app.task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def parse_document(self: Task, task_id: str) -> str:
     run = runner()
     outcome = run.run(task_id)
