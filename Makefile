@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench bench-quality clean
 
 $(BIN)/knowra-worker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(BIN)/knowra-worker
 ## Throughput and memory, beside raw pypdfium2, on the PDFs of ../shared/corpus.
 bench: $(BIN)/knowra-worker
 	$(BIN)/python bench/throughput.py
+
+## Word F1 of our text against the corpus ground truth, beside the plain libraries and markitdown.
+bench-quality: $(BIN)/knowra-worker
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.quality
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
