@@ -100,7 +100,7 @@ PLAIN_BY_FORMAT = {
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _LINK = re.compile(r"!?\[([^\[\]]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\s*\)")
-_TASK_BOX = re.compile(r"^([ \t]*(?:[-*+]|\d+[.)])[ \t]+)\[[ xX]\]", re.MULTILINE)
+_TASK_BOX = re.compile(r"(^|[\s|])((?:[-*+]|\d+[.)])[ \t]+)\[[ xX]\](?=\s)", re.MULTILINE)
 _FENCE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)
 # Scripts written without spaces between words: each character is a word of its own.
 _TATWEEL = {0x0640: None}  # Arabic elongation: typography, not spelling
@@ -123,7 +123,7 @@ def strip_markdown(text: str) -> str:
     """The visible text of Markdown (or plain text, unchanged but for look-alikes of it):
     link and image targets, task-list boxes (`- [x]`), HTML comments and tags, and fence
     info strings removed."""
-    text = _TASK_BOX.sub(r"\1", _HTML_COMMENT.sub(" ", text))
+    text = _TASK_BOX.sub(r"\1\2", _HTML_COMMENT.sub(" ", text))
     previous = None
     while previous != text:  # [![alt](img)](url) needs two passes
         previous, text = text, _LINK.sub(r" \1 ", text)
