@@ -26,7 +26,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.document import Block, BlockKind
 
 BLOCK_SEPARATOR = "\n\n"
 _SENTENCE_END = re.compile(r"[.!?;:。！？；](?=\s)|[。！？；]")

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from knowra_worker.main import create_app
+from knowra_worker.parsers import supported_formats
 from knowra_worker.settings import Settings
 
 from ..conftest import CallbackSink
@@ -242,7 +243,7 @@ def test_force_runs_a_finished_task_again_and_only_a_finished_one(
 def test_register_heartbeat_workers_docs_metrics(client: TestClient) -> None:
     reg = client.get("/worker/register").json()
     assert reg["broker"]["mode"] == "configured"
-    assert {"pdf", "docx", "html", "md", "txt"} <= set(reg["formats"])
+    assert reg["formats"] == supported_formats()
     assert reg["worker_id"] in [w["worker_id"] for w in client.get("/worker/workers").json()]
     beat = client.get("/worker/heartbeat").json()
     assert beat["broker"]["ok"] is True and beat["worker_id"] == reg["worker_id"]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from knowra_worker.chunking import Chunker, ChunkerState, RawChunk, extracted_text
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.document import Block, BlockKind
 
 WORDS = ["alpha", "beta", "gamma", "delta.", "epsilon,", "zeta!", "eta", "théta", "中文句子。"]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.parsers import open_document
-from knowra_worker.parsers.base import Block, BlockKind, Unit
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

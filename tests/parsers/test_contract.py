@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from knowra_worker.parsers import open_document
-from knowra_worker.parsers.base import BlockKind
+from knowra_worker.document import BlockKind
+from knowra_worker.parsers import open_document, registry
 
 from .conftest import DATA, read_units
 
@@ -51,3 +51,9 @@ def test_documents_can_be_iterated_twice_and_closed_twice(name: str, paginated: 
     assert list(doc.units()) == first
     doc.close()
     doc.close()
+
+
+def test_every_declared_format_has_a_sample_here() -> None:
+    assert {registry.detect(DATA / name) for name, _ in SAMPLES} >= set(
+        registry.supported_mime_types()
+    )

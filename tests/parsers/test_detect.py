@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from knowra_worker.errors import (
     UnsupportedFormat,
 )
 from knowra_worker.parsers import registry
-from knowra_worker.parsers.base import BaseDocument, Block, BlockKind, Unit
 from knowra_worker.parsers.detect import DOCX, PPTX, XLSX
 
 from .conftest import DATA, read_blocks
@@ -148,44 +146,6 @@ def test_missing_file_and_directory_are_io_errors(tmp_path: Path) -> None:
         registry.detect(tmp_path / "gone.pdf")
     with pytest.raises(SourceIOError):
         registry.detect(tmp_path)
-
-
-def test_supported_formats_and_mime_types() -> None:
-    assert registry.supported_formats() == [
-        "csv", "docx", "html", "md", "pdf", "pptx", "tsv", "txt", "xlsx",
-    ]  # fmt: skip
-    mime_types = registry.supported_mime_types()
-    assert {"application/pdf", DOCX, PPTX, XLSX, "text/html", "text/markdown"} <= set(mime_types)
-    assert "image/png" not in mime_types
-
-
-class XmlDocument(BaseDocument):
-    """A stand-in parser for a format the registry does not know."""
-
-    unit_name = "section"
-    units_total = 1
-    units_total_exact = True
-
-    def __init__(self, path: Path, mime_type: str) -> None:
-        self.mime_type = mime_type
-
-    def units(self, start: int = 0) -> Iterator[Unit]:
-        if start == 0:
-            yield Unit(0, [Block(BlockKind.PARAGRAPH, "xml text")])
-
-
-def test_a_new_format_plugs_in_with_one_registry_entry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "data.xml"
-    path.write_text('<?xml version="1.0"?><root/>', encoding="utf-8")
-    with pytest.raises(UnsupportedFormat, match=r"XML document \(application/xml\)"):
-        registry.open_document(path)
-    monkeypatch.setattr(registry, "_PARSERS", dict(registry._PARSERS))
-    monkeypatch.setattr(registry, "_loaded", {})
-    registry.register("application/xml", f"{__name__}:XmlDocument", "xml")
-    assert "xml" in registry.supported_formats()
-    assert read_blocks(path) == [Block(BlockKind.PARAGRAPH, "xml text")]
 
 
 def test_a_package_that_unpacks_too_big_is_refused(

@@ -8,9 +8,9 @@ from pathlib import Path
 import docx
 import pytest
 
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.errors import CorruptFile
 from knowra_worker.parsers import open_document
-from knowra_worker.parsers.base import Block, BlockKind
 
 from .conftest import DATA, headings, markdown_headings, read_blocks, read_units
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.document import Block, BlockKind
 
 from .conftest import DATA, read_blocks, read_units
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.document import Block, BlockKind
 
 from .conftest import DATA, headings, markdown_headings, read_blocks, read_units
 

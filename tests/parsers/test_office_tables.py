@@ -6,8 +6,8 @@ from pathlib import Path
 
 import openpyxl
 
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers import open_document
-from knowra_worker.parsers.base import Block, BlockKind
 
 from .conftest import DATA, read_blocks, read_units
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 
+from knowra_worker.document import BlockKind, Unit
 from knowra_worker.errors import CorruptFile, EncryptedFile
 from knowra_worker.parsers import open_document
-from knowra_worker.parsers.base import BlockKind, Unit
 
 from .conftest import DATA, read_units
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
+from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.errors import (
     CorruptFile,
     FileNotFound,
     KnowraError,
     SourceIOError,
 )
-from knowra_worker.parsers.base import BaseDocument, Block, BlockKind, Unit
+from knowra_worker.parsers.base import BaseDocument
 
 _MAX_DETAIL = 200
 

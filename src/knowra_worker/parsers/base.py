@@ -1,58 +1,24 @@
-"""What every parser produces: a stream of units, each a list of blocks.
+"""What a parser module declares, and the plumbing its documents share.
 
-A *unit* is the smallest piece of a document the pipeline checkpoints after: a PDF page, a
-slide, a sheet (or a block of rows), a bounded run of paragraphs for flow formats. A parser
-must be able to start at any unit index (`units(start)`) so that a resumed task does not
-parse the units before its checkpoint again, and must hold at most one unit (plus the
-parser's own bounded state) in memory at a time.
+A parser module reads one family of formats. It says which in a module-level `FORMATS`
+tuple of `Format` declarations (short name, MIME type, extensions, how detection finds the
+file, and the parser that opens it); the registry collects them and type detection reads
+them, so a new format is one new module. The parser is usually the module's Document class,
+which also carries the format's `unit_name` ("page", "slide", "sheet", "section").
+
+What parsers produce (units of blocks, the Document protocol) lives in
+`knowra_worker.document`, shared with the chunker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-
-class BlockKind(StrEnum):
-    HEADING = "heading"
-    PARAGRAPH = "paragraph"
-    LIST = "list"
-    TABLE = "table"
-    CODE = "code"
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    kind: BlockKind
-    text: str
-    page: int | None = None  # 1-based page number, paginated formats only
-    level: int = 0  # headings: 0 for a document title, 1..9 by depth; 0 for other blocks
-
-
-@dataclass(slots=True)
-class Unit:
-    index: int  # 0-based position in the document's unit stream
-    blocks: list[Block] = field(default_factory=list)
-
-
-class Document(Protocol):
-    """An opened document. Close it (or use it as a context manager) when done."""
-
-    mime_type: str
-    unit_name: str  # "page", "slide", "sheet", "section"
-    units_total: int  # exact for paginated formats, an estimate (>= 1) elsewhere
-    units_total_exact: bool
-
-    def units(self, start: int = 0) -> Iterator[Unit]: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> Document: ...
-
-    def __exit__(self, *exc: object) -> None: ...
+from knowra_worker.document import Document, Unit
 
 
 class Parser(Protocol):
@@ -61,6 +27,31 @@ class Parser(Protocol):
     EmptyDocument as fits."""
 
     def __call__(self, path: Path, mime_type: str) -> Document: ...
+
+
+class Content(StrEnum):
+    """What a format's files are on disk, which decides how detection recognises them."""
+
+    TEXT = "text"  # decodes as text; unless the content is markup, the extension decides
+    PACKAGE = "package"  # a ZIP package told apart by its entries; a damaged one by extension
+    BINARY = "binary"  # recognised by its magic bytes only, never by its extension
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """One format a parser reads, as listings, detection and the registry know it.
+
+    `extensions` are lower-case with their dot. `magic` lists leading bytes that identify a
+    BINARY format detection does not already know (PDF, ZIP packages and well-known binary
+    formats are sniffed by `detect.py` itself).
+    """
+
+    name: str  # short name in listings: "pdf", "md", "tsv"
+    mime_type: str  # what detection answers for a file of this format
+    extensions: tuple[str, ...]
+    content: Content
+    parser: Parser
+    magic: tuple[bytes, ...] = ()
 
 
 class BaseDocument:

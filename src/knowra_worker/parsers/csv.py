@@ -12,6 +12,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
@@ -20,13 +21,15 @@ from knowra_worker.parsers._common import (
     strip_controls,
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.parsers._tables import RowBatcher, row_line
+from knowra_worker.parsers.base import Content, Format
 
-ROWS_PER_UNIT = 200
+CSV = "text/csv"
+TSV = "text/tab-separated-values"
+_TAB_EXTENSIONS = (".tsv", ".tab")
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=1, section_chars=0)
 _SNIFF_CHARS = 16 * 1024
 _DELIMITERS = ",;\t|"
-_TAB_EXTENSIONS = {".tsv", ".tab"}
 
 
 class CsvDocument(FlowDocument):
@@ -42,22 +45,17 @@ class CsvDocument(FlowDocument):
 
     def iter_blocks(self) -> Iterator[Block]:
         with open_text(self.path, self.encoding, newline="") as stream:
-            lines: list[str] = []
-            size = 0
+            batcher = RowBatcher(_LIMITS.max_chars)
             for row in csv.reader(stream, delimiter=self.delimiter):
-                line = row_line(row)
-                if not line:
-                    continue
-                if lines and (len(lines) >= ROWS_PER_UNIT or size + len(line) > _LIMITS.max_chars):
-                    yield Block(BlockKind.TABLE, "\n".join(lines))
-                    lines, size = [], 0
-                lines.append(line)
-                size += len(line) + 1
-            if lines:
-                yield Block(BlockKind.TABLE, "\n".join(lines))
+                text = batcher.add(csv_row_line(row))
+                if text:
+                    yield Block(BlockKind.TABLE, text)
+            text = batcher.flush()
+            if text:
+                yield Block(BlockKind.TABLE, text)
 
     def _delimiter(self, path: Path, mime_type: str) -> str:
-        if mime_type == "text/tab-separated-values" or path.suffix.lower() in _TAB_EXTENSIONS:
+        if mime_type == TSV or path.suffix.lower() in _TAB_EXTENSIONS:
             return "\t"
         with open_text(path, self.encoding, newline="") as stream:
             sample = stream.read(_SNIFF_CHARS)
@@ -75,9 +73,13 @@ def sniff_delimiter(sample: str) -> str:
         return ","
 
 
-def row_line(row: list[str]) -> str:
+def csv_row_line(row: list[str]) -> str:
     """A row as one line: cells stripped and joined with " | ", trailing empty cells dropped."""
-    cells = [" ".join(strip_controls(cell).split()) for cell in row]
-    while cells and not cells[-1]:
-        cells.pop()
-    return " | ".join(cells)
+    cells = (" ".join(strip_controls(cell).split()) for cell in row)
+    return row_line(cells, drop_trailing_empty=True)
+
+
+FORMATS = (
+    Format("csv", CSV, (".csv",), Content.TEXT, CsvDocument),
+    Format("tsv", TSV, _TAB_EXTENSIONS, Content.TEXT, CsvDocument),
+)

@@ -1,16 +1,23 @@
 """File type detection by content: magic bytes first, the file name's extension second.
 
-`detect_type(path)` answers a MIME type for any readable, non-empty file; whether a parser
-exists for it is the registry's business. It raises only for what is certain from the bytes
-alone: an empty file (EmptyDocument) and a password-protected Office file (EncryptedFile).
+`detect_type(path, formats)` answers a MIME type for any readable, non-empty file; whether a
+parser exists for it is the registry's business. It raises only for what is certain from the
+bytes alone: an empty file (EmptyDocument) and a password-protected Office file
+(EncryptedFile).
 
 Order of checks:
 1. PDF header (`%PDF-`), at the start or, as pdfium tolerates, after junk within 1 KB;
-2. ZIP containers, told apart by their entries (DOCX, PPTX, XLSX, ODF, EPUB, ...);
+2. ZIP containers, told apart by their entries (DOCX, PPTX, XLSX, ODF, EPUB, ...); a damaged
+   one by the extension of a declared PACKAGE format;
 3. OLE2 compound files (legacy .doc/.xls/.ppt/.msg, or encrypted OOXML);
-4. images and a few other well-known binary formats;
+4. the magic bytes of declared BINARY formats, then images and other well-known formats;
 5. text: it must decode (BOM, UTF-8, charset-normalizer) to something that looks like text;
-   then HTML by sniffing, and the extension chooses Markdown, CSV/TSV or plain text.
+   then HTML by sniffing, and the extension chooses among the declared TEXT formats
+   (Markdown, CSV, ...), plain text when none claims it.
+
+`formats` are the parsers' declarations (see base.Format), which the registry collects. The
+rules and names below describe what the bytes say, including formats no parser reads (legacy
+Office, images, archives), so that an unsupported file is named precisely.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import re
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from knowra_worker.errors import EmptyDocument, EncryptedFile, LimitExceeded
@@ -27,32 +35,21 @@ from knowra_worker.parsers._encoding import (
     decode_sample,
     sniff_encoding,
 )
+from knowra_worker.parsers.base import Content, Format
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HTML = "text/html"
-MARKDOWN = "text/markdown"
 PLAIN = "text/plain"
-CSV = "text/csv"
-TSV = "text/tab-separated-values"
 XML = "application/xml"
 ZIP = "application/zip"
 OLE = "application/x-ole-storage"
 BINARY = "application/octet-stream"
 
-# Human-readable names for messages, and the extensions each type normally has.
+# Names for the messages about types no parser reads, and the extensions each normally has.
 TYPE_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    PDF: ("PDF document", (".pdf",)),
-    DOCX: ("Word document", (".docx",)),
-    PPTX: ("PowerPoint presentation", (".pptx",)),
-    XLSX: ("Excel workbook", (".xlsx",)),
-    HTML: ("HTML page", (".html", ".htm", ".xhtml")),
-    MARKDOWN: ("Markdown text", (".md", ".markdown")),
-    PLAIN: ("plain text", (".txt",)),
-    CSV: ("CSV table", (".csv",)),
-    TSV: ("TSV table", (".tsv",)),
     XML: ("XML document", (".xml",)),
     ZIP: ("ZIP archive", (".zip",)),
     OLE: ("OLE2 compound file", ()),
@@ -143,7 +140,6 @@ _OOXML_MAIN: tuple[tuple[str, str], ...] = (
     ("ms-excel.sheet.macroEnabled.main+xml", "application/vnd.ms-excel.sheet.macroEnabled.12"),
 )
 _OOXML_DIRS = (("word/", DOCX), ("ppt/", PPTX), ("xl/", XLSX))
-_OOXML_EXTENSIONS = {".docx": DOCX, ".pptx": PPTX, ".xlsx": XLSX}
 _IWORK_EXTENSIONS = {
     ".pages": "application/vnd.apple.pages",
     ".numbers": "application/vnd.apple.numbers",
@@ -162,25 +158,13 @@ _ZIP_ERRORS = (
     NotImplementedError,
 )
 
-_TEXT_EXTENSIONS = {
-    ".md": MARKDOWN,
-    ".markdown": MARKDOWN,
-    ".csv": CSV,
-    ".tsv": TSV,
-    ".tab": TSV,
-    ".htm": HTML,
-    ".html": HTML,
-    ".xhtml": HTML,
-    ".txt": PLAIN,
-    ".text": PLAIN,
-}
 _STRONG_HTML = re.compile(r"<!doctype\s+html|<html[\s>]")
 _WEAK_HTML = re.compile(r"<(head|body|div|p|table|meta|title|h[1-6]|section|article|span)[\s>/]")
 _LEADING_COMMENTS = re.compile(r"^(\s*<!--.*?-->)*\s*", re.DOTALL)
 _SNIFF_CHARS = 1024
 
 
-def detect_type(path: Path) -> str:
+def detect_type(path: Path, formats: Sequence[Format]) -> str:
     """The MIME type of the file's content (see the module docstring for the rules)."""
     head, size = _read_head(path)
     if size == 0:
@@ -189,17 +173,18 @@ def detect_type(path: Path) -> str:
     if _is_pdf(head, path, extension):
         return PDF
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _zip_type(path, extension)
+        return _zip_type(path, _declared(formats, Content.PACKAGE, extension))
     if head.startswith(_OLE_MAGIC):
         return _ole_type(path, head)
-    binary = _binary_type(head)
+    binary = _binary_type(head, formats)
     if binary is not None:
         return binary
-    return _text_type(head, complete=size <= len(head), extension=extension)
+    text_type = _declared(formats, Content.TEXT, extension)
+    return _text_type(head, complete=size <= len(head), extension=extension, declared=text_type)
 
 
 def type_name(mime_type: str) -> str:
-    """A human-readable name for a MIME type, for messages."""
+    """A human-readable name for a MIME type no parser reads, for messages."""
     if mime_type in TYPE_NAMES:
         return TYPE_NAMES[mime_type][0]
     if mime_type.startswith("image/"):
@@ -214,6 +199,14 @@ def mismatch_note(mime_type: str, path: Path) -> str:
     if not extension or not expected or extension in expected:
         return ""
     return f" although its name ends in '{extension}'"
+
+
+def _declared(formats: Sequence[Format], content: Content, extension: str) -> str | None:
+    """The MIME type of the declared format of this content that claims the extension."""
+    for declared in formats:
+        if declared.content is content and extension in declared.extensions:
+            return declared.mime_type
+    return None
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -252,7 +245,9 @@ def _is_pdf(head: bytes, path: Path, extension: str) -> bool:
     return extension == ".pdf" or b"%%EOF" in _read_tail(path, 2048)
 
 
-def _zip_type(path: Path, extension: str) -> str:
+def _zip_type(path: Path, by_extension: str | None) -> str:
+    """The package's type from its entries; `by_extension` is the declared PACKAGE format
+    its name claims, if any."""
     try:
         with zipfile.ZipFile(path) as archive:
             _check_unpacked_size(archive)
@@ -260,7 +255,7 @@ def _zip_type(path: Path, extension: str) -> str:
             declared = _declared_type(archive, names)
     except _ZIP_ERRORS:
         # A damaged package: trust the extension so that its parser reports CORRUPT_FILE.
-        return _OOXML_EXTENSIONS.get(extension, ZIP)
+        return by_extension or ZIP
     except OSError as exc:
         raise io_error(exc) from exc
     if declared:
@@ -268,6 +263,7 @@ def _zip_type(path: Path, extension: str) -> str:
     for prefix, mime_type in _OOXML_DIRS:
         if any(name.startswith(prefix) for name in names):
             return mime_type
+    extension = path.suffix.lower()
     if extension in _IWORK_EXTENSIONS and any(n.startswith(_IWORK_ENTRIES) for n in names):
         return _IWORK_EXTENSIONS[extension]
     return ZIP
@@ -328,7 +324,10 @@ def _ole_type(path: Path, head: bytes) -> str:
     return OLE
 
 
-def _binary_type(head: bytes) -> str | None:
+def _binary_type(head: bytes, formats: Sequence[Format]) -> str | None:
+    for declared in formats:
+        if declared.content is Content.BINARY and head.startswith(declared.magic):
+            return declared.mime_type
     for magic, mime_type in _MAGIC:
         if head.startswith(magic):
             return mime_type
@@ -353,7 +352,9 @@ def _is_bmp(head: bytes) -> bool:
 # --- text formats ----------------------------------------------------------------------
 
 
-def _text_type(head: bytes, *, complete: bool, extension: str) -> str:
+def _text_type(head: bytes, *, complete: bool, extension: str, declared: str | None) -> str:
+    """Markup the first characters show, else `declared` (the TEXT format the extension
+    names), else plain text."""
     encoding = sniff_encoding(head, complete=complete)
     if encoding is None:
         return BINARY
@@ -361,25 +362,25 @@ def _text_type(head: bytes, *, complete: bool, extension: str) -> str:
     whole = complete and len(start) == len(head)
     prefix = decode_sample(start, encoding, complete=whole)[: 2 * _SNIFF_CHARS]
     prefix = _LEADING_COMMENTS.sub("", prefix.lstrip("\ufeff"), count=1).lower()
-    markup = _markup_type(prefix[:_SNIFF_CHARS], extension)
+    markup = _markup_type(prefix[:_SNIFF_CHARS], declared)
     if markup is not None:
         return markup
-    return _TEXT_EXTENSIONS.get(extension, PLAIN)
+    return declared or PLAIN
 
 
-def _markup_type(prefix: str, extension: str) -> str | None:
+def _markup_type(prefix: str, declared: str | None) -> str | None:
     """HTML, XML or SVG from the first characters of a text file, if they say so."""
     if prefix.startswith("<?xml"):
         if _STRONG_HTML.search(prefix):
             return HTML
         if "<svg" in prefix:
             return "image/svg+xml"
-        return HTML if extension in {".html", ".htm", ".xhtml"} else XML
+        return HTML if declared == HTML else XML
     if _STRONG_HTML.match(prefix):
         return HTML
     if prefix.startswith("<svg"):
         return "image/svg+xml"
     # Markdown and text files may well begin with a tag: trust their extension.
-    if extension not in _TEXT_EXTENSIONS and _WEAK_HTML.match(prefix):
+    if declared is None and _WEAK_HTML.match(prefix):
         return HTML
     return None

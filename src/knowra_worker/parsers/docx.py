@@ -15,18 +15,16 @@ are mapped to the Transitional namespaces before parsing.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docx
-from docx.oxml.ns import nsmap, qn
-from lxml import etree
-
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
@@ -34,18 +32,38 @@ from knowra_worker.parsers._common import (
     strip_controls,
     translate_errors,
 )
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers.base import Content, Format
+from knowra_worker.parsers.detect import DOCX
 
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=50, section_chars=8_000)
-_NS = {**nsmap, "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006"}
-_TEXT_NODES = etree.XPath(
-    " | ".join(
-    f".//{item}[not(ancestor::mc:Fallback)]"
-    for item in ("w:r/w:t", "w:r/w:tab", "w:r/w:br", "w:r/w:cr", "w:r/w:noBreakHyphen",
-                 "m:r/m:t", "w:p")
-    ),
-    namespaces=_NS,
-)  # fmt: skip
+# The namespaces this module reads (python-docx's `nsmap` has the same URIs); spelled out
+# here so that importing the module does not import python-docx and lxml.
+_NS = {
+    "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+    "m": "http://schemas.openxmlformats.org/officeDocument/2006/math",
+    "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+}
+
+
+def qn(tag: str) -> str:
+    """Clark notation of a prefixed tag, "w:p" -> "{http://...}p" (as python-docx's qn)."""
+    prefix, local = tag.split(":")
+    return f"{{{_NS[prefix]}}}{local}"
+
+
+@functools.cache
+def _text_nodes() -> Callable[[Any], list[Any]]:
+    """The compiled XPath that finds the text-bearing nodes of a paragraph, in order."""
+    from lxml import etree
+
+    items = ("w:r/w:t", "w:r/w:tab", "w:r/w:br", "w:r/w:cr", "w:r/w:noBreakHyphen", "m:r/m:t",
+             "w:p")  # fmt: skip
+    query = " | ".join(f".//{item}[not(ancestor::mc:Fallback)]" for item in items)
+    xpath: Callable[[Any], list[Any]] = etree.XPath(query, namespaces=_NS)
+    return xpath
+
+
 _P, _TBL, _TR, _TC = qn("w:p"), qn("w:tbl"), qn("w:tr"), qn("w:tc")
 _WRAPPERS = {qn("w:sdt"): qn("w:sdtContent"), qn("w:customXml"): None}
 _VAL = qn("w:val")
@@ -92,6 +110,8 @@ def _uses_title(body: Any, styles: _Styles) -> bool:
 
 def _load(path: Path) -> Any:
     """Open with python-docx; a Strict Open XML package is first mapped to Transitional."""
+    import docx  # here, not at the top: the registry imports this module to list it
+
     with zipfile.ZipFile(path) as archive:
         if b"purl.oclc.org/ooxml/" not in archive.read("_rels/.rels"):
             return docx.Document(str(path))
@@ -135,7 +155,7 @@ def _content(parent: Any, depth: int = 0) -> Iterator[Any]:
 def paragraph_text(paragraph: Any) -> str:
     """The visible text of a w:p element: runs, tabs, breaks, text boxes, equations."""
     parts: list[str] = []
-    for node in _TEXT_NODES(paragraph):
+    for node in _text_nodes()(paragraph):
         local = node.tag.rsplit("}", 1)[-1]
         if local == "t":
             parts.append(node.text or "")
@@ -311,9 +331,9 @@ class _BlockBuilder:
         else:
             yield from self.flush_list()
             rows = table_rows(element) if element.tag == _TBL else [_row_line(element)]
-            lines = [row for row in rows if row]
-            if lines:
-                yield Block(BlockKind.TABLE, "\n".join(lines))
+            text = table_text(rows)
+            if text:
+                yield Block(BlockKind.TABLE, text)
 
     def flush_list(self) -> Iterator[Block]:
         if self.items:
@@ -384,8 +404,7 @@ def table_rows(table: Any, depth: int = 0) -> list[str]:
 
 
 def _row_line(row: Any, depth: int = 0) -> str:
-    cells = [_cell_text(cell, depth) for cell in _content(row) if cell.tag == _TC]
-    return " | ".join(cells) if any(cells) else ""
+    return row_line(_cell_text(cell, depth) for cell in _content(row) if cell.tag == _TC)
 
 
 def _cell_text(cell: Any, depth: int) -> str:
@@ -400,3 +419,6 @@ def _cell_text(cell: Any, depth: int) -> str:
         elif child.tag == _TBL and depth < _MAX_DEPTH:
             parts.append("; ".join(row for row in table_rows(child, depth + 1) if row))
     return collapse_spaces(" ".join(parts))
+
+
+FORMATS = (Format("docx", DOCX, (".docx",), Content.PACKAGE, DocxDocument),)

@@ -20,9 +20,9 @@ import codecs
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from selectolax.lexbor import LexborHTMLParser, LexborNode
-
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
@@ -33,7 +33,12 @@ from knowra_worker.parsers._common import (
     strip_controls,
 )
 from knowra_worker.parsers._encoding import bom_encoding, sniff_encoding
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers.base import Content, Format
+from knowra_worker.parsers.detect import HTML
+
+if TYPE_CHECKING:  # selectolax is imported where a page is parsed, not with this module
+    from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 _SKIP = frozenset(
     {
@@ -78,8 +83,13 @@ class HtmlDocument(FlowDocument):
             data = self.path.read_bytes()
         except OSError as exc:
             raise io_error(exc) from exc
-        tree = LexborHTMLParser(decode_html(data))
-        yield from page_blocks(tree)
+        yield from page_blocks(_parse(decode_html(data)))
+
+
+def _parse(html: str) -> LexborHTMLParser:
+    from selectolax.lexbor import LexborHTMLParser
+
+    return LexborHTMLParser(html)
 
 
 def decode_html(data: bytes) -> str:
@@ -118,7 +128,7 @@ def page_blocks(tree: LexborHTMLParser) -> Iterator[Block]:
 
 def fragment_blocks(html: str) -> Iterator[Block]:
     """The blocks of an HTML fragment (e.g. raw HTML inside Markdown)."""
-    tree = LexborHTMLParser(html)
+    tree = _parse(html)
     if tree.body is not None:
         yield from _Walker(in_content=True).run(tree.body)
 
@@ -286,9 +296,9 @@ def _table_blocks(table: LexborNode) -> Iterator[Block]:
             text = _flat(node_text(child))
             if text:
                 yield Block(BlockKind.PARAGRAPH, text)
-    rows = [line for line in (_row_line(row) for row in _rows(table)) if line]
-    if rows:
-        yield Block(BlockKind.TABLE, "\n".join(rows))
+    text = table_text(_row_line(row) for row in _rows(table))
+    if text:
+        yield Block(BlockKind.TABLE, text)
 
 
 def _rows(table: LexborNode) -> Iterator[LexborNode]:
@@ -300,9 +310,8 @@ def _rows(table: LexborNode) -> Iterator[LexborNode]:
 
 
 def _row_line(row: LexborNode) -> str:
-    cells = [
-        _flat(node_text(cell))
-        for cell in row.iter()
-        if cell.tag in {"td", "th"} and not _is_hidden(cell)
-    ]
-    return " | ".join(cells) if any(cells) else ""
+    visible = (cell for cell in row.iter() if cell.tag in {"td", "th"} and not _is_hidden(cell))
+    return row_line(_flat(node_text(cell)) for cell in visible)
+
+
+FORMATS = (Format("html", HTML, (".html", ".htm", ".xhtml"), Content.TEXT, HtmlDocument),)

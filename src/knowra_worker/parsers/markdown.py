@@ -16,11 +16,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
@@ -29,10 +27,15 @@ from knowra_worker.parsers._common import (
     strip_controls,
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.parsers._tables import row_line
+from knowra_worker.parsers.base import Content, Format
 from knowra_worker.parsers.html import fragment_blocks
 from knowra_worker.parsers.text import iter_lines
 
+if TYPE_CHECKING:  # markdown-it is imported where a file is parsed, not with this module
+    from markdown_it.token import Token
+
+MARKDOWN = "text/markdown"
 SEGMENT_CHARS = 32_000
 MAX_SEGMENT_CHARS = 1_000_000  # cut even inside a fence beyond this
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -52,6 +55,8 @@ class MarkdownDocument(FlowDocument):
         super().__init__(mime_type, estimate_units(size, _LIMITS.max_chars))
 
     def iter_blocks(self) -> Iterator[Block]:
+        from markdown_it import MarkdownIt
+
         parser = MarkdownIt("commonmark").enable(["table", "strikethrough"])
         with open_text(self.path, self.encoding) as stream:
             for segment in iter_segments(stream):
@@ -227,4 +232,7 @@ def _table_lines(tokens: Sequence[Token]) -> list[str]:
             rows.append([])
         elif token.type == "inline" and rows:
             rows[-1].append(_one_line(inline_text(token)))
-    return [" | ".join(cells) for cells in rows if any(cells)]
+    return [line for line in map(row_line, rows) if line]
+
+
+FORMATS = (Format("md", MARKDOWN, (".md", ".markdown"), Content.TEXT, MarkdownDocument),)

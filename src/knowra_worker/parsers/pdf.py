@@ -18,10 +18,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_c
-
+from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.errors import (
     CorruptFile,
     EmptyDocument,
@@ -35,7 +34,11 @@ from knowra_worker.parsers._common import (
     strip_controls,
     translate_errors,
 )
-from knowra_worker.parsers.base import BaseDocument, Block, BlockKind, Unit
+from knowra_worker.parsers.base import BaseDocument, Content, Format
+from knowra_worker.parsers.detect import PDF
+
+if TYPE_CHECKING:  # pypdfium2 is imported where a file is opened, not with this module
+    import pypdfium2 as pdfium
 
 PDFIUM_LOCK = threading.RLock()
 
@@ -98,6 +101,8 @@ class PdfDocument(BaseDocument):
 
 
 def _load(path: Path) -> pdfium.PdfDocument:
+    import pypdfium2 as pdfium
+
     with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(path)
@@ -112,6 +117,8 @@ def _load(path: Path) -> pdfium.PdfDocument:
 
 
 def _load_error(exc: pdfium.PdfiumError) -> KnowraError:
+    import pypdfium2.raw as pdfium_c
+
     code = exc.err_code
     if code == pdfium_c.FPDF_ERR_PASSWORD:
         return EncryptedFile(
@@ -157,6 +164,9 @@ def _place(
     textpage: pdfium.PdfTextPage, line: _Line, text: str, span: tuple[int, int], mapped: bool
 ) -> None:
     """Set the line's box from its first and last visible characters' (loose) boxes."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
     start, end = span
     first = next(i for i in range(start, end) if not text[i].isspace())
     last = next(i for i in range(end - 1, start - 1, -1) if not text[i].isspace())
@@ -272,3 +282,6 @@ def _wordy(text: str) -> bool:
     """Mostly letters: a heading, not a row of numbers."""
     visible = [c for c in text if not c.isspace()]
     return sum(c.isalpha() for c in visible) >= 0.6 * len(visible)
+
+
+FORMATS = (Format("pdf", PDF, (".pdf",), Content.BINARY, PdfDocument),)

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pptx
-from pptx.enum.shapes import MSO_SHAPE_TYPE
-
+from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.parsers._common import strip_controls, translate_errors
-from knowra_worker.parsers.base import BaseDocument, Block, BlockKind, Unit
+from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers.base import BaseDocument, Content, Format
+from knowra_worker.parsers.detect import PPTX
 
 _MAX_GROUP_DEPTH = 20
 
@@ -28,6 +28,8 @@ class PptxDocument(BaseDocument):
     format_label = "PPTX file"
 
     def __init__(self, path: Path, mime_type: str) -> None:
+        import pptx  # here, not at the top: the registry imports this module to list it
+
         self.mime_type = mime_type
         with translate_errors(self.format_label):
             self._slides = pptx.Presentation(str(path)).slides
@@ -61,13 +63,15 @@ def slide_blocks(slide: Any, number: int) -> Iterator[Block]:
 
 
 def _shape_blocks(shape: Any, number: int, depth: int) -> Iterator[Block]:
+    from pptx.enum.shapes import MSO_SHAPE_TYPE
+
     if shape.shape_type == MSO_SHAPE_TYPE.GROUP and depth < _MAX_GROUP_DEPTH:
         for inner in shape.shapes:
             yield from _shape_blocks(inner, number, depth + 1)
     elif getattr(shape, "has_table", False) and shape.has_table:
-        lines = [line for line in (_row_line(row) for row in shape.table.rows) if line]
-        if lines:
-            yield Block(BlockKind.TABLE, "\n".join(lines), page=number)
+        text = table_text(_row_line(row) for row in shape.table.rows)
+        if text:
+            yield Block(BlockKind.TABLE, text, page=number)
     elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
         text = _frame_text(shape.text_frame)
         if text:
@@ -80,9 +84,11 @@ def _frame_text(frame: Any) -> str:
 
 
 def _row_line(row: Any) -> str:
-    cells = ["" if cell.is_spanned else _one_line(cell.text) for cell in row.cells]
-    return " | ".join(cells) if any(cells) else ""
+    return row_line("" if cell.is_spanned else _one_line(cell.text) for cell in row.cells)
 
 
 def _one_line(text: str) -> str:
     return " ".join(strip_controls(text.replace("\v", " ")).split())
+
+
+FORMATS = (Format("pptx", PPTX, (".pptx",), Content.PACKAGE, PptxDocument),)

@@ -1,80 +1,135 @@
-"""Which parser opens which format: a registry keyed by MIME type, parsers imported lazily.
+"""Which parser opens which format: the parsers' own declarations, keyed by MIME type.
 
-A new format plugs in with one module defining a `Parser` (usually its Document class, built
-from the path and the MIME type) and one entry in `_PARSERS` (or a call to `register` at
-start-up); the pipeline only ever calls `open_document`.
+Every public module of this package that defines `FORMATS` (a tuple of `base.Format`) is a
+parser module; the registry imports them all on first use and collects what they declare,
+refusing two declarations that claim one MIME type, extension or short name. Type detection
+reads the same declarations, so a new format is one new module (and its tests): nothing
+else lists the formats.
+
+Why import the parser modules rather than read their declarations some other way: a
+declaration next to the code it describes cannot drift from it, and importing is cheap
+because a parser module imports its parsing library (pypdfium2, python-docx, lxml,
+python-pptx, openpyxl, selectolax, markdown-it) only inside the functions that open or
+parse a file. Listing the formats (the API's registration, the CLI) therefore loads none of
+them; `tests/parsers/test_registry.py` checks that it stays so.
+
+`register` adds a format at start-up (a plug-in); the pipeline only ever calls
+`open_document`.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
+from knowra_worker.document import Document
 from knowra_worker.errors import UnsupportedFormat
 from knowra_worker.parsers import detect as _detect
-from knowra_worker.parsers.base import Document, Parser
+from knowra_worker.parsers.base import Format, Parser
 
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    target: str  # "module:Parser", the module relative to this package when it starts with "."
-    short_name: str  # the format's name in listings, e.g. "pdf"
-
-
-_PARSERS: dict[str, _Entry] = {
-    _detect.PDF: _Entry(".pdf:PdfDocument", "pdf"),
-    _detect.DOCX: _Entry(".docx:DocxDocument", "docx"),
-    _detect.PPTX: _Entry(".pptx:PptxDocument", "pptx"),
-    _detect.XLSX: _Entry(".xlsx:XlsxDocument", "xlsx"),
-    _detect.HTML: _Entry(".html:HtmlDocument", "html"),
-    _detect.MARKDOWN: _Entry(".markdown:MarkdownDocument", "md"),
-    _detect.PLAIN: _Entry(".text:TextDocument", "txt"),
-    _detect.CSV: _Entry(".csv:CsvDocument", "csv"),
-    _detect.TSV: _Entry(".csv:CsvDocument", "tsv"),
-}
-_loaded: dict[str, Parser] = {}
-_lock = threading.Lock()
-
+_PACKAGE = __name__.rpartition(".")[0]
 _HINTS = {
     "image": "images are not supported (text recognition is not available)",
     "legacy": "save it in the current Office format (.docx, .xlsx, .pptx) and submit it again",
 }
 
 
-def register(mime_type: str, target: str, short_name: str) -> None:
-    """Add or replace the parser for a MIME type; `target` is "package.module:Parser"."""
+class Registry:
+    """Declared formats by MIME type; adding one that clashes with another raises ValueError."""
+
+    def __init__(self, formats: Iterable[Format] = ()) -> None:
+        self._by_mime: dict[str, Format] = {}
+        for declared in formats:
+            self.add(declared)
+
+    @property
+    def formats(self) -> tuple[Format, ...]:
+        return tuple(self._by_mime.values())
+
+    def get(self, mime_type: str) -> Format | None:
+        return self._by_mime.get(mime_type)
+
+    def add(self, declared: Format, *, replace: bool = False) -> None:
+        """Add a format; with `replace`, it takes over its MIME type from an earlier one."""
+        others: Iterable[Format] = self._by_mime.values()
+        if replace:
+            others = [f for f in others if f.mime_type != declared.mime_type]
+        clash = clashes(declared, others)
+        if clash:
+            raise ValueError(f"format {declared.name!r} ({declared.mime_type}): {clash}")
+        self._by_mime[declared.mime_type] = declared
+
+
+def clashes(declared: Format, others: Iterable[Format]) -> str:
+    """What `declared` claims that one of `others` claims already, or ''."""
+    for other in others:
+        if other.mime_type == declared.mime_type:
+            return f"MIME type already declared by {other.name!r}"
+        if other.name == declared.name:
+            return f"short name already declared for {other.mime_type}"
+        shared = set(other.extensions) & set(declared.extensions)
+        if shared:
+            return f"extension {min(shared)} already declared by {other.name!r}"
+    return ""
+
+
+def discover() -> Registry:
+    """A registry of the formats declared by the parser modules of this package."""
+    package = importlib.import_module(_PACKAGE)
+    registry = Registry()
+    for name in sorted(info.name for info in pkgutil.iter_modules(package.__path__)):
+        if not name.startswith("_"):
+            module = importlib.import_module(f"{_PACKAGE}.{name}")
+            for declared in getattr(module, "FORMATS", ()):
+                registry.add(declared)
+    return registry
+
+
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def _current() -> Registry:
+    global _registry
     with _lock:
-        _PARSERS[mime_type] = _Entry(target, short_name)
-        _loaded.pop(mime_type, None)
+        if _registry is None:
+            _registry = discover()
+        return _registry
+
+
+def register(declared: Format) -> None:
+    """Add a format at start-up, or take over a MIME type a built-in parser reads."""
+    registry = _current()
+    with _lock:
+        registry.add(declared, replace=True)
+
+
+def formats() -> tuple[Format, ...]:
+    """Every declared format."""
+    return _current().formats
 
 
 def detect(path: Path) -> str:
     """The MIME type of the file's content (raises EmptyDocument, EncryptedFile, IO errors)."""
-    return _detect.detect_type(path)
+    return _detect.detect_type(path, formats())
 
 
 def supported_mime_types() -> list[str]:
-    return sorted(_PARSERS)
+    return sorted(declared.mime_type for declared in formats())
 
 
 def supported_formats() -> list[str]:
     """Short names of the supported formats, e.g. ["csv", "docx", "html", ...]."""
-    return sorted({entry.short_name for entry in _PARSERS.values()})
+    return sorted(declared.name for declared in formats())
 
 
 def parser_for(mime_type: str) -> Parser | None:
-    """The parser registered for a MIME type (imported on first use), or None."""
-    with _lock:
-        entry = _PARSERS.get(mime_type)
-        if entry is None:
-            return None
-        parser = _loaded.get(mime_type)
-        if parser is None:
-            parser = _load(entry.target)
-            _loaded[mime_type] = parser
-        return parser
+    """The parser declared for a MIME type, or None."""
+    declared = _current().get(mime_type)
+    return declared.parser if declared is not None else None
 
 
 def open_document(path: Path) -> Document:
@@ -114,10 +169,3 @@ def _article(name: str) -> str:
     if word.isupper() and len(word) > 1:  # an acronym: "an XML", "an SVG", "a PDF"
         return "an" if word[0] in "AEFHILMNORSX" else "a"
     return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def _load(target: str) -> Parser:
-    module_name, _, name = target.partition(":")
-    module = importlib.import_module(module_name, package=__package__)
-    parser: Parser = getattr(module, name)
-    return parser

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
@@ -21,7 +22,8 @@ from knowra_worker.parsers._common import (
     strip_controls,
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.parsers.base import Content, Format
+from knowra_worker.parsers.detect import PLAIN
 
 MAX_LINE = 16 * 1024  # characters read at once; longer lines come in pieces
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=2_000, section_chars=32_000)
@@ -96,3 +98,6 @@ class _ParagraphBuilder:
 
 def _clean(piece: str) -> str:
     return strip_controls(piece.replace("\r", ""))
+
+
+FORMATS = (Format("txt", PLAIN, (".txt", ".text"), Content.TEXT, TextDocument),)

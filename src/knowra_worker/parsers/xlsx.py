@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import openpyxl
-
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._common import FlowDocument, UnitLimits, translate_errors
-from knowra_worker.parsers.base import Block, BlockKind
+from knowra_worker.parsers._tables import ROWS_PER_BLOCK, RowBatcher, row_line
+from knowra_worker.parsers.base import Content, Format
+from knowra_worker.parsers.detect import XLSX
 
-ROWS_PER_BLOCK = 200
-_MAX_BLOCK_CHARS = 30_000
+_MAX_BLOCK_CHARS = 30_000  # leaves room for the sheet's heading in the unit
 # A unit: one table block, after its sheet's heading; every heading (a new sheet) starts one.
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=2, section_chars=0, table_per_unit=True)
 
@@ -37,6 +37,8 @@ class XlsxDocument(FlowDocument):
     limits = _LIMITS
 
     def __init__(self, path: Path, mime_type: str) -> None:
+        import openpyxl  # here, not at the top: the registry imports this module to list it
+
         with translate_errors(self.format_label), _quiet():
             self._workbook = openpyxl.load_workbook(
                 path, read_only=True, data_only=True, keep_links=False
@@ -70,36 +72,21 @@ def _sheet_units(sheet: Any) -> int:
 
 
 def _sheet_blocks(sheet: Any) -> Iterator[Block]:
-    """TABLE blocks of the sheet's non-empty rows, read ROWS_PER_BLOCK rows at a time."""
+    """TABLE blocks of the sheet's non-empty rows, ROWS_PER_BLOCK rows at most each."""
     rows = sheet.iter_rows(values_only=True)
-    while True:
-        lines = _read_lines(rows)
-        if lines is None:
-            return
-        if lines:
-            yield Block(BlockKind.TABLE, "\n".join(lines))
+    batcher = RowBatcher(_MAX_BLOCK_CHARS)
+    while (text := _next_table(rows, batcher)) is not None:
+        yield Block(BlockKind.TABLE, text)
 
 
-def _read_lines(rows: Iterator[tuple[Any, ...]]) -> list[str] | None:
-    """The next block's lines; None when the sheet is exhausted (warnings silenced here)."""
-    lines: list[str] = []
-    size = 0
+def _next_table(rows: Iterator[tuple[Any, ...]], batcher: RowBatcher) -> str | None:
+    """The next block's text; None when the sheet is exhausted (warnings silenced here)."""
     with _quiet():
         for row in rows:
-            line = row_line(row)
-            if line:
-                lines.append(line)
-                size += len(line) + 1
-            if len(lines) >= ROWS_PER_BLOCK or size >= _MAX_BLOCK_CHARS:
-                return lines
-    return lines or None
-
-
-def row_line(row: tuple[Any, ...]) -> str:
-    cells = [cell_text(value) for value in row]
-    while cells and not cells[-1]:
-        cells.pop()
-    return " | ".join(cells)
+            text = batcher.add(row_line(map(cell_text, row), drop_trailing_empty=True))
+            if text:
+                return text
+    return batcher.flush()
 
 
 def cell_text(value: Any) -> str:
@@ -115,3 +102,6 @@ def cell_text(value: Any) -> str:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     return " ".join(str(value).split())
+
+
+FORMATS = (Format("xlsx", XLSX, (".xlsx",), Content.PACKAGE, XlsxDocument),)

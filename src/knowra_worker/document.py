@@ -1,0 +1,57 @@
+"""What parsers produce and the chunker consumes: a stream of units, each a list of blocks.
+
+This vocabulary sits outside `parsers/` because two sides share it: the parsers write it and
+`chunking.py` and `pipeline.py` read it, and neither side should have to import the other.
+
+A *unit* is the smallest piece of a document the pipeline checkpoints after: a PDF page, a
+slide, a sheet (or a block of rows), a bounded run of paragraphs for flow formats. A document
+must be able to start at any unit index (`units(start)`) so that a resumed task does not
+parse the units before its checkpoint again, and must hold at most one unit (plus its own
+bounded state) in memory at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class BlockKind(StrEnum):
+    HEADING = "heading"
+    PARAGRAPH = "paragraph"
+    LIST = "list"
+    TABLE = "table"
+    CODE = "code"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    kind: BlockKind
+    text: str
+    page: int | None = None  # 1-based page number, paginated formats only
+    level: int = 0  # headings: 0 for a document title, 1..9 by depth; 0 for other blocks
+
+
+@dataclass(slots=True)
+class Unit:
+    index: int  # 0-based position in the document's unit stream
+    blocks: list[Block] = field(default_factory=list)
+
+
+class Document(Protocol):
+    """An opened document. Close it (or use it as a context manager) when done."""
+
+    mime_type: str
+    unit_name: str  # "page", "slide", "sheet", "section"
+    units_total: int  # exact for paginated formats, an estimate (>= 1) elsewhere
+    units_total_exact: bool
+
+    def units(self, start: int = 0) -> Iterator[Unit]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Document: ...
+
+    def __exit__(self, *exc: object) -> None: ...
