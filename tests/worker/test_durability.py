@@ -23,7 +23,7 @@ from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.settings import Settings
 from knowra_worker.store import Keys, TaskStore
 
-from ..harness import DATA
+from ..conftest import DATA
 
 DOCS = {"multi-column.pdf": 13, "multi_page.pdf": 5}
 
@@ -46,8 +46,8 @@ class Rig:
         self.hook: Callable[[int], None] = lambda index: None
         self.mid_unit = False
 
-    def runner(self, instance_id: str = "w1") -> TaskRunner:
-        return TaskRunner(self.store, self.settings, instance_id)
+    def runner(self, worker_id: str = "w1") -> TaskRunner:
+        return TaskRunner(self.store, self.settings, worker_id)
 
     def new_task(self, name: str) -> str:
         return self.new_task_at(DATA / name)
@@ -61,8 +61,8 @@ class Rig:
         return task_id
 
     def chunks(self, task_id: str) -> list[dict[str, Any]]:
-        page, chunks = self.store.get_chunks(task_id, 0, 100_000)
-        assert page.total == len(chunks)
+        total, chunks = self.store.get_chunks(task_id, 0, 100_000)
+        assert total == len(chunks)
         return chunks
 
     def lapse_lease(self, task_id: str) -> None:
