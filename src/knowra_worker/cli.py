@@ -7,13 +7,16 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
 from knowra_worker import logs
 from knowra_worker.errors import KnowraError
 from knowra_worker.models import CHUNK_SIZE_MAX, CHUNK_SIZE_MIN
+
+if TYPE_CHECKING:
+    from knowra_worker.settings import Settings
 
 app = typer.Typer(
     add_completion=False,
@@ -27,16 +30,21 @@ def _die(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _check_port(host: str, port: int) -> None:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            _die(
-                f"port {port} on {host} is already in use; stop what uses it or pick "
-                "another with --port (or KNOWRA_PORT)"
-            )
+def _listen(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound before anything starts so that a busy port is a
+    one-line error, and the instance registers the port it really got (--port 0 too)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        _die(
+            f"port {port} on {host} is already in use; stop what uses it or pick "
+            "another with --port (or KNOWRA_PORT)"
+        )
+    return sock
 
 
 @app.command()
@@ -45,59 +53,105 @@ def serve(
         int | None, typer.Option(help="HTTP port [default: KNOWRA_PORT or 8001]")
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address [default: 0.0.0.0]")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Celery worker processes")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="pool processes of the Celery worker")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="API processes in front of the instance [default: KNOWRA_API_WORKERS]"),
+    ] = None,
 ) -> None:
     """Run one instance: the HTTP API on --port and its own Celery worker."""
-    import uvicorn
-
-    from knowra_worker.broker import StartupError
-    from knowra_worker.instance import Instance
-    from knowra_worker.main import create_app
     from knowra_worker.settings import Settings
 
     overrides: dict[str, Any] = {
         k: v
-        for k, v in {"port": port, "host": host, "concurrency": concurrency}.items()
+        for k, v in {
+            "port": port,
+            "host": host,
+            "concurrency": concurrency,
+            "api_workers": workers,
+        }.items()
         if v is not None
     }
     try:
         settings = Settings(**overrides)
     except ValueError as exc:
         _die(f"invalid setting: {exc}")
-    _check_port(settings.host, settings.port)
     logs.setup(settings.log_level)
+    if settings.api_workers > 1:
+        _serve_processes(settings, overrides)
+    else:
+        _serve_one(settings)
+
+
+def _serve_one(settings: Settings) -> None:
+    """One API process that owns the instance, started before serving so that start-up
+    errors are one line on stderr."""
+    import uvicorn
+
+    from knowra_worker.broker import StartupError
+    from knowra_worker.instance import Instance
+    from knowra_worker.main import create_app
+
+    sock = _listen(settings.host, settings.port)
     try:
-        instance = Instance.start(settings)
+        instance = Instance.start(settings, int(sock.getsockname()[1]))
     except StartupError as exc:
+        sock.close()
         _die(str(exc))
     config = uvicorn.Config(
-        create_app(settings, instance),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,
+        create_app(settings, instance), log_level=settings.log_level.lower(), log_config=None
     )
     server = uvicorn.Server(config)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         instance.stop()
     if not server.started:
         raise typer.Exit(1)
 
 
+def _serve_processes(settings: Settings, overrides: dict[str, Any]) -> None:
+    """KNOWRA_API_WORKERS processes under uvicorn's supervisor, on one socket; they elect
+    the one that owns the instance (see instance.py). What would stop the instance from
+    starting is checked here first, to be reported once rather than by every process."""
+    import uvicorn
+
+    from knowra_worker import broker
+    from knowra_worker.instance import check_roots
+
+    _listen(settings.host, settings.port).close()
+    try:
+        check_roots(settings)
+        broker.preflight(settings)
+    except broker.StartupError as exc:
+        _die(str(exc))
+    for name, value in overrides.items():  # the processes read their settings anew
+        os.environ[f"KNOWRA_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "knowra_worker.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.api_workers,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+    )
+
+
 @app.command()
 def worker(
-    concurrency: Annotated[int | None, typer.Option(help="worker processes")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="pool processes")] = None,
 ) -> None:
     """Run a Celery worker alone (no API), on KNOWRA_REDIS_URL or the local Redis."""
     import uuid
 
     from knowra_worker.worker.celery_app import app as celery
 
-    # one id for the main process and its pool processes (they inherit the environment)
+    # one instance id for the Celery worker and its pool processes (they inherit it)
     own_id = f"{socket.gethostname()}-worker-{uuid.uuid4().hex[:8]}"
-    os.environ.setdefault("KNOWRA_WORKER_ID", own_id)
+    os.environ.setdefault("KNOWRA_INSTANCE_ID", own_id)
     args = ["worker", "--loglevel", os.environ.get("KNOWRA_LOG_LEVEL", "INFO")]
     if concurrency:
         args += ["--concurrency", str(concurrency)]

@@ -30,10 +30,14 @@ def _child_setup(sig: int) -> Callable[[], None]:
 
 
 def spawn(
-    args: list[str], env: dict[str, str] | None = None, sig: int = signal.SIGTERM
+    args: list[str],
+    env: dict[str, str] | None = None,
+    sig: int = signal.SIGTERM,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """Start a child that inherits our stdout/stderr (so its output reaches our log) and
-    gets `sig` if we die without stopping it.
+    gets `sig` if we die without stopping it; `pass_fds` stay open in it (a lock it holds
+    as long as it lives).
 
     Linux sends the parent-death signal when the *thread* that forked the child ends: call
     this from a thread that lives as long as the child should (the main thread)."""
@@ -41,6 +45,7 @@ def spawn(
         args,
         env=env,
         stdin=subprocess.DEVNULL,
+        pass_fds=pass_fds,
         preexec_fn=_child_setup(sig),  # noqa: PLW1509
         start_new_session=False,
     )

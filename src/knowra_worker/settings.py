@@ -40,7 +40,15 @@ class Settings(BaseSettings):
     advertise_host: str = Field(
         default_factory=socket.gethostname, description="Host name this instance announces."
     )
-    concurrency: int = Field(default=2, ge=1, le=256, description="Celery worker processes.")
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes of `serve`, in front of one instance (uvicorn --workers).",
+    )
+    concurrency: int = Field(
+        default=2, ge=1, le=256, description="Pool processes of the instance's Celery worker."
+    )
     queues: Annotated[list[str], NoDecode] = Field(
         default=["knowra"], description="Queues this instance consumes (comma separated)."
     )

@@ -1,7 +1,7 @@
 """The Celery task: a thin adapter from a message (a task id) to the pipeline.
 
 Per-process resources (the Redis connection, the runner) are built in worker_process_init,
-never at import, and each pool process dies with its parent worker.
+never at import, and each pool process dies with its Celery worker.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from knowra_worker.worker.celery_app import TASK_NAME, app
 log = logging.getLogger(__name__)
 
 
-def worker_id() -> str:
-    """The instance id this worker reports as (set by the instance that starts it)."""
-    return os.environ.get("KNOWRA_WORKER_ID") or socket.gethostname()
+def instance_id() -> str:
+    """The id of the instance this Celery worker serves (set by the instance that starts
+    it, or by `knowra-worker worker`); tasks record it as their `worker_id`."""
+    return os.environ.get("KNOWRA_INSTANCE_ID") or socket.gethostname()
 
 
 @lru_cache(maxsize=1)
 def runner() -> TaskRunner:
-    return TaskRunner(_main_store(), get_settings(), worker_id(), should_yield=_instance_gone)
+    return TaskRunner(_main_store(), get_settings(), instance_id(), should_yield=_instance_gone)
 
 
 def _instance_gone() -> bool:
@@ -48,7 +49,7 @@ def _instance_gone() -> bool:
 
 
 @worker_process_init.connect
-def _init_process(**_: object) -> None:
+def _init_pool_process(**_: object) -> None:
     die_with_parent(signal.SIGKILL)
     runner.cache_clear()
     runner()
@@ -56,16 +57,16 @@ def _init_process(**_: object) -> None:
 
 @worker_ready.connect
 def _ready(**_: object) -> None:
-    # Only the worker's main process; the instance's heartbeat reports it ready from now on.
+    # Only the Celery worker's main process; the heartbeat reports it ready from now on.
     with closing(_main_store()) as store:
-        store.set_celery_ready(worker_id(), os.getpid())
+        store.set_celery_ready(instance_id(), os.getpid())
 
 
 @worker_shutdown.connect
 def _shutdown(**_: object) -> None:
     try:
         with closing(_main_store()) as store:
-            store.set_celery_ready(worker_id(), None)
+            store.set_celery_ready(instance_id(), None)
     except KnowraError:
         log.warning("could not record this worker's shutdown")
 
