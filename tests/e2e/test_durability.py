@@ -18,7 +18,7 @@ import pytest
 
 from knowra_worker.broker import Broker, start_embedded
 
-from ..conftest import DATA, Service, free_port, service_env
+from ..harness import DATA, Service, free_port, service_env
 
 BIG = "DA-619p.pdf"  # 619 pages: a run takes long enough to be interrupted
 BIG_PAGES = 619

@@ -15,7 +15,8 @@ import pytest
 from knowra_worker.chunking import extracted_text
 from knowra_worker.parsers import registry
 
-from ..conftest import DATA, CallbackSink, Service
+from ..conftest import CallbackSink
+from ..harness import DATA, Service
 
 SIZE, OVERLAP = 400, 80
 
