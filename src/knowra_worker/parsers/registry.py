@@ -6,9 +6,10 @@ refusing two declarations that claim one MIME type, extension or short name. Typ
 reads the same declarations, so a new format is one new module (and its tests): nothing
 else lists the formats.
 
-Why import the parser modules rather than read their declarations some other way: a
-declaration next to the code it describes cannot drift from it, and importing is cheap
-because a parser module imports its parsing library (pypdfium2, python-docx, lxml,
+Why import the parser modules rather than read their declarations some other way (a table
+here, entry points in pyproject.toml): either would be a second place to edit for each
+format, while a declaration next to the code it describes cannot drift from it. Importing is
+cheap because a parser module imports its parsing library (pypdfium2, python-docx, lxml,
 python-pptx, openpyxl, selectolax, markdown-it) only inside the functions that open or
 parse a file. Listing the formats (the API's registration, the CLI) therefore loads none of
 them; `tests/parsers/test_registry.py` checks that it stays so.
