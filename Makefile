@@ -8,20 +8,22 @@ BIN     = $(VENV)/bin
 $(BIN)/knowra-worker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 ## Install, then run one instance (API on port 8001 and its Celery worker).
 serve: $(BIN)/knowra-worker
 	$(BIN)/knowra-worker serve
 
-## Install, then run the whole test suite (it starts its own Redis-compatible server).
-test: $(BIN)/knowra-worker
+## Install, lint, then run the whole test suite (it starts its own Redis-compatible server,
+## builds the wheel and installs it without extras into a fresh venv).
+test: lint
 	$(BIN)/python -m pytest
 
+## ruff (lint and formatting) and mypy; the venv holds the dev extra.
 lint: $(BIN)/knowra-worker
-	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
 
 ## Throughput and memory, beside raw pypdfium2, on the PDFs of ../shared/corpus.
