@@ -18,6 +18,7 @@
         ├── TaskNotFound             TASK_NOT_FOUND      (404)
         ├── TaskConflict             TASK_CONFLICT       (409)
         ├── InvalidTransition        INVALID_TRANSITION  (409)
+        ├── GenerationChanged        GENERATION_CHANGED  (409: a re-run replaced the chunks)
         └── Unauthorized             UNAUTHORIZED        (401)
 
 `InternalError` (INTERNAL_ERROR) wraps anything unexpected so that the caller sees a code
@@ -112,6 +113,11 @@ class TaskConflict(KnowraError):
 
 class InvalidTransition(KnowraError):
     code = "INVALID_TRANSITION"
+    http_status = 409
+
+
+class GenerationChanged(KnowraError):
+    code = "GENERATION_CHANGED"
     http_status = 409
 
 

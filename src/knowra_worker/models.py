@@ -1,42 +1,12 @@
-"""Schemas of the HTTP API and of the task status, and the task state machine."""
+"""Schemas of the HTTP API and of the task status."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
-class State(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSING = "pausing"
-    PAUSED = "paused"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATES
-
-
-FINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
-
-TRANSITIONS: dict[State, frozenset[State]] = {
-    State.QUEUED: frozenset({State.RUNNING, State.PAUSED, State.CANCELLED, State.FAILED}),
-    State.RUNNING: frozenset(
-        {State.SUCCEEDED, State.FAILED, State.PAUSING, State.CANCELLING, State.QUEUED}
-    ),
-    State.PAUSING: frozenset({State.PAUSED, State.RUNNING, State.CANCELLING, State.FAILED}),
-    State.PAUSED: frozenset({State.QUEUED, State.CANCELLED}),
-    State.CANCELLING: frozenset({State.CANCELLED}),
-    State.SUCCEEDED: frozenset(),
-    State.FAILED: frozenset(),
-    State.CANCELLED: frozenset(),
-}
+from knowra_worker.lifecycle import State  # the state machine lives in lifecycle.py
 
 CHUNK_SIZE_MIN, CHUNK_SIZE_MAX = 50, 100_000
 
@@ -112,6 +82,14 @@ class TaskStatus(BaseModel):
     mime_type: str | None = None
     priority: int = 5
     metadata: dict[str, Any] = Field(default_factory=dict)
+    generation: int = Field(
+        default=0, description="The run: 0 for the first, one more for each forced re-run."
+    )
+    result_generation: int = Field(
+        default=0,
+        description="The run whose chunks task_result serves: the last one that succeeded, "
+        "else the current one.",
+    )
 
 
 class ChunkMetadata(BaseModel):
@@ -140,6 +118,10 @@ class TaskResult(BaseModel):
     task_id: str
     kb_id: str
     state: State
+    generation: int = Field(
+        description="The run these chunks come from; pass it back with the next page's "
+        "request: a page of a run that is no longer current answers 409."
+    )
     total: int
     offset: int
     chunks: list[Chunk]

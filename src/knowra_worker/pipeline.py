@@ -3,6 +3,11 @@
 `chunk_stream` is the pure part (also used by `knowra-worker parse`); `TaskRunner` adds
 ownership (claim, lease, fencing epoch), checkpoints, pause/cancel checks and error
 classification around it.
+
+Every commit names the checkpoint it extends (`lifecycle.Position`: units done, chunks,
+staged); a store that holds another one has lost writes (a Redis restarted from an older AOF,
+a failover to a lagging replica), and the worker hands the task back instead of going on from
+its own memory: the next claim resumes from what the store really has.
 """
 
 from __future__ import annotations
@@ -33,15 +38,19 @@ from knowra_worker.errors import (
     TransientError,
     WorkerCrashed,
 )
-from knowra_worker.models import State
+from knowra_worker.lifecycle import Action, Position, State
 from knowra_worker.parsers import registry
 from knowra_worker.paths import check_readable_file, resolve_allowed
 
 if TYPE_CHECKING:  # the CLI's parse path needs neither Redis nor the settings
     from knowra_worker.settings import Settings
-    from knowra_worker.store import TaskStore
+    from knowra_worker.store import Reply, TaskStore
 
 log = logging.getLogger(__name__)
+
+STAGE_CHUNKS = 500  # a unit making more chunks than this commits them in parts
+STAGE_BYTES = 1 << 20  # ... or more encoded bytes than this
+STAGE_TTL_MS = 24 * 3600 * 1000  # parts of a unit whose worker died are dropped after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,37 +67,26 @@ class ChunkContext:
 
     def chunk_id(self, raw: RawChunk) -> str:
         key = "\x00".join(
-            [
-                self.kb_id,
-                self.task_id,
-                str(self.chunk_size),
-                str(self.chunk_overlap),
-                str(raw.seq),
-                raw.text,
-            ]
-        )
+            [self.kb_id, self.task_id, str(self.chunk_size), str(self.chunk_overlap),
+             str(raw.seq), raw.text]
+        )  # fmt: skip
         return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=5))
 
     def record(self, raw: RawChunk) -> dict[str, Any]:
         metadata = {
             **self.extra,
-            "kb_id": self.kb_id,
-            "task_id": self.task_id,
-            "source": self.source,
-            "mime_type": self.mime_type,
-            "page_start": raw.page_start,
-            "page_end": raw.page_end,
-            "headings": list(raw.headings),
-            "char_start": raw.char_start,
-            "char_end": raw.char_end,
+            "kb_id": self.kb_id, "task_id": self.task_id, "source": self.source,
+            "mime_type": self.mime_type, "page_start": raw.page_start,
+            "page_end": raw.page_end, "headings": list(raw.headings),
+            "char_start": raw.char_start, "char_end": raw.char_end,
             "content_type": raw.content_type,
-        }
-        return {
-            "chunk_id": self.chunk_id(raw),
-            "seq": raw.seq,
-            "text": raw.text,
-            "metadata": metadata,
-        }
+        }  # fmt: skip
+        return {"chunk_id": self.chunk_id(raw), "seq": raw.seq, "text": raw.text,
+                "metadata": metadata}  # fmt: skip
+
+    def encoded(self, raw: RawChunk) -> tuple[int, str]:
+        """(seq, the chunk's JSON): encoded once, stored as is, served as is."""
+        return raw.seq, _dumps(self.record(raw))
 
 
 def chunk_stream(
@@ -104,9 +102,18 @@ class Outcome(StrEnum):
     FAILED = "failed"
     PAUSED = "paused"
     CANCELLED = "cancelled"
-    RETRY = "queued"  # back in the queue (transient error, hand-back): send another message
+    RETRY = "queued"  # back in the queue after a transient error: send again after a backoff
+    REQUEUED = "requeued"  # handed back (shutdown, store diverged): send again at once
     SKIPPED = "skipped"  # not ours to run (final, paused, running elsewhere, missing)
     LOST = "lost"  # another worker took the task over (stale epoch)
+
+
+_REACHED = {
+    State.SUCCEEDED: Outcome.SUCCEEDED,
+    State.FAILED: Outcome.FAILED,
+    State.PAUSED: Outcome.PAUSED,
+    State.CANCELLED: Outcome.CANCELLED,
+}
 
 
 class _Stop(Exception):
@@ -133,9 +140,10 @@ class _Lease:
         self._thread.join()
 
     def _loop(self, runner: TaskRunner, task_id: str, epoch: int) -> None:
+        store, instance_id = runner.store, runner.instance_id
         while not self._stop.wait(runner.settings.heartbeat_interval_s):
             try:
-                if not runner.store.renew_lease(task_id, epoch, runner.worker_id, runner.lease_ms):
+                if not store.renew_lease(task_id, epoch, instance_id, runner.lease_ms):
                     self.lost = True
                     return
             except TransientError:
@@ -147,19 +155,20 @@ def _never() -> bool:
 
 
 class TaskRunner:
-    """Runs claimed tasks. `should_yield` is asked at every checkpoint: when it answers
-    True (the instance is going away) the task is handed back to the queue right there."""
+    """Runs claimed tasks for the instance `instance_id`. `should_yield` is asked at every
+    checkpoint: when it answers True (the instance is going away) the task is handed back to
+    the queue right there."""
 
     def __init__(
         self,
         store: TaskStore,
         settings: Settings,
-        worker_id: str,
+        instance_id: str,
         should_yield: Callable[[], bool] = _never,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.worker_id = worker_id
+        self.instance_id = instance_id
         self.should_yield = should_yield
         self.lease_ms = int(settings.lease_ttl_s * 1000)
 
@@ -168,44 +177,43 @@ class TaskRunner:
             f"the task's worker died {self.settings.max_attempts} times while running it"
         )
         claim = self.store.claim(
-            task_id, self.worker_id, self.lease_ms, self.settings.max_attempts, gave_up
+            task_id, self.instance_id, self.lease_ms, self.settings.max_attempts, gave_up
         )
-        if claim.outcome != "ok":
+        if not claim.ok:
             log.info("task %s not run: %s (%s)", task_id, claim.outcome, claim.state)
-            return Outcome.FAILED if claim.outcome == "exhausted" else Outcome.SKIPPED
+            return Outcome.FAILED if claim.state is State.FAILED else Outcome.SKIPPED
+        if claim.repaired:
+            log.warning("task %s: the store had lost chunks of this run; starting over", task_id)
         log.info("task %s: attempt %d, epoch %d", task_id, claim.attempts, claim.epoch)
         with _Lease(self, task_id, claim.epoch) as lease:
-            own = _Owned(self, task_id, claim.epoch, lease)
+            start = Position(claim.units_done, claim.chunks)
+            own = _Owned(self, task_id, claim.epoch, lease, start)
             return self._run_owned(own, claim.attempts, claim.checkpoint)
 
     def _run_owned(self, own: _Owned, attempts: int, checkpoint: dict[str, Any] | None) -> Outcome:
-        task_id, epoch = own.task_id, own.epoch
         try:
             self._parse(own, checkpoint or {})
             return Outcome.SUCCEEDED
         except _Stop as stop:
             return stop.outcome
         except PermanentError as exc:
-            return self._fail(task_id, epoch, exc)
+            return own.fail(exc)
         except SoftTimeLimitExceeded:
             limit = self.settings.task_time_limit_s
-            return self._fail(
-                task_id,
-                epoch,
+            return own.fail(
                 LimitExceeded(
                     f"the task ran longer than {limit:.0f} s (KNOWRA_TASK_TIME_LIMIT_S); it "
                     "stopped at its last checkpoint and goes on from there when resumed"
-                ),
+                )
             )
         except TransientError as exc:
             if attempts >= self.settings.max_attempts:
-                return self._fail(task_id, epoch, exc)
-            log.warning("task %s: transient error, will retry: %s", task_id, exc.message)
-            self._settle_quietly(task_id, epoch, State.QUEUED, {"error": _json(exc)})
-            return Outcome.RETRY
+                return own.fail(exc)
+            log.warning("task %s: transient error, will retry: %s", own.task_id, exc.message)
+            return own.leave(Action.RETRY, {"error": _json(exc)})
         except Exception:
-            log.exception("task %s: unexpected error", task_id)
-            return self._fail(task_id, epoch, InternalError("unexpected error while parsing"))
+            log.exception("task %s: unexpected error", own.task_id)
+            return own.fail(InternalError("unexpected error while parsing"))
 
     def _parse(self, own: _Owned, checkpoint: dict[str, Any]) -> None:
         raw = own.params()
@@ -215,34 +223,31 @@ class TaskRunner:
         restart = bool(checkpoint) and checkpoint.get("source") != own.source
         if restart:
             log.warning(
-                "task %s: the file changed since the last checkpoint; starting over", own.task_id
+                "task %s: the file changed since the last checkpoint; starting over",
+                own.task_id,
             )
             checkpoint = {}
         with registry.open_document(path) as doc:
             ctx = ChunkContext(
-                task_id=raw["task_id"],
-                kb_id=raw["kb_id"],
-                source=path.name,
-                mime_type=doc.mime_type,
-                chunk_size=int(raw["chunk_size"]),
-                chunk_overlap=int(raw["chunk_overlap"]),
-                extra=raw["metadata"],
-            )
+                task_id=raw["task_id"], kb_id=raw["kb_id"], source=path.name,
+                mime_type=doc.mime_type, chunk_size=int(raw["chunk_size"]),
+                chunk_overlap=int(raw["chunk_overlap"]), extra=raw["metadata"],
+            )  # fmt: skip
             saved = checkpoint.get("chunker")
             chunker = Chunker(
                 ctx.chunk_size, ctx.chunk_overlap, ChunkerState.from_dict(saved) if saved else None
             )
-            own.start(doc, restart)
             next_unit = int(checkpoint.get("next_unit", 0))
+            own.start(doc, next_unit, int(raw["progress"]["units_total"]), restart)
             self._parse_units(own, doc, chunker, ctx, next_unit)
 
     def _parse_units(
         self, own: _Owned, doc: Document, chunker: Chunker, ctx: ChunkContext, next_unit: int
     ) -> None:
-        batch: list[dict[str, Any]] = []
+        batch: list[tuple[int, str]] = []
         parsed = 0
         for unit, raws in chunk_stream(doc, chunker, next_unit):
-            batch.extend(ctx.record(r) for r in raws)
+            batch.extend(ctx.encoded(r) for r in raws)
             parsed, next_unit = parsed + 1, unit.index + 1
             if chunker.state.seq > self.settings.max_chunks:
                 raise LimitExceeded(
@@ -258,36 +263,27 @@ class TaskRunner:
                         own.task_id,
                         next_unit,
                     )
-                    raise _Stop(own.hand_back())
-        batch.extend(ctx.record(r) for r in chunker.finish())
+                    raise _Stop(own.leave(Action.YIELD))
+        batch.extend(ctx.encoded(r) for r in chunker.finish())
         if chunker.state.seq == 0:
             raise EmptyDocument(
                 "the document contains no extractable text "
                 "(a scanned PDF needs OCR, which this service does not do)"
             )
         own.checkpoint(batch, next_unit, chunker, doc, parsed, final=True)
-        own.settle(State.SUCCEEDED, {"error": ""})
-
-    def _fail(self, task_id: str, epoch: int, exc: KnowraError) -> Outcome:
-        log.info("task %s failed: %s %s", task_id, exc.code, exc.message)
-        self._settle_quietly(task_id, epoch, State.FAILED, {"error": _json(exc)})
-        return Outcome.FAILED
-
-    def _settle_quietly(
-        self, task_id: str, epoch: int, target: State, fields: dict[str, Any]
-    ) -> None:
-        try:
-            self.store.settle(task_id, epoch, target, fields)
-        except TransientError:
-            log.warning("task %s: could not record %s; its lease will lapse", task_id, target)
+        own.succeed()
 
 
 class _Owned:
-    """Writes of a task this worker holds: each carries the epoch and may end the run."""
+    """Writes of a task this worker holds: each carries the epoch and the checkpoint it
+    extends, and may end the run."""
 
-    def __init__(self, runner: TaskRunner, task_id: str, epoch: int, lease: _Lease) -> None:
+    def __init__(
+        self, runner: TaskRunner, task_id: str, epoch: int, lease: _Lease, base: Position
+    ) -> None:
         self.runner, self.task_id, self.epoch, self.lease = runner, task_id, epoch, lease
         self.store = runner.store
+        self.base = base  # the checkpoint the store holds, as far as this worker knows
         self.source = ""  # the file's signature, kept in the checkpoint
 
     def params(self) -> dict[str, Any]:
@@ -296,19 +292,21 @@ class _Owned:
             raise _Stop(Outcome.LOST)
         return status.model_dump()
 
-    def start(self, doc: Document, restart: bool) -> None:
+    def start(self, doc: Document, next_unit: int, known_total: int, restart: bool) -> None:
+        total = doc.units_total
+        if not doc.units_total_exact:  # an estimate: never below what is already known
+            total = max(total, known_total, next_unit + 1)
         fields: dict[str, Any] = {
-            "mime_type": doc.mime_type,
-            "unit": doc.unit_name,
-            "units_total": doc.units_total,
-        }
+            "mime_type": doc.mime_type, "unit": doc.unit_name, "units_total": total,
+        }  # fmt: skip
+        reached = Position(0, 0) if restart else self.base
         if restart:
-            fields.update(checkpoint="", units_done=0, chunks=0)
-        self._obey(self._commit(fields, [], 0, restart))
+            fields["checkpoint"] = ""
+        self._obey(self._commit(fields, [], reached, 0, reset=restart))
 
     def checkpoint(
         self,
-        chunks: list[dict[str, Any]],
+        chunks: list[tuple[int, str]],
         next_unit: int,
         chunker: Chunker,
         doc: Document,
@@ -319,59 +317,121 @@ class _Owned:
         if not doc.units_total_exact and not final:
             units_total = max(units_total, next_unit + 1)
         cp = {"next_unit": next_unit, "chunker": chunker.state.to_dict(), "source": self.source}
-        fields = {
-            "checkpoint": _dumps(cp),
-            "units_done": next_unit,
-            "units_total": units_total,
-            "chunks": chunker.state.seq,
-        }
-        state = self._commit(fields, chunks, parsed)
+        fields = {"checkpoint": _dumps(cp), "units_total": units_total}
+        rest = self._stage(chunks)
+        state = self._commit(fields, rest, Position(next_unit, chunker.state.seq), parsed)
         if not final:
             self._obey(state)
 
-    def _obey(self, state: str) -> None:
+    def _stage(self, chunks: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Send all but the last part of a large unit's chunks ahead; the rest goes with
+        the commit, which makes the staged ones visible atomically with the checkpoint."""
+        parts = _parts(chunks)
+        for part in parts[:-1]:
+            reply = self.store.stage(self.task_id, self.epoch, self.base, part, STAGE_TTL_MS)
+            self._check(reply)
+            self.base = Position(
+                self.base.units_done, self.base.chunks, self.base.staged + len(part)
+            )
+        return parts[-1] if parts else []
+
+    def _obey(self, state: State) -> None:
         """Stop here if a pause or a cancel was asked for (the checkpoint is committed)."""
-        if state == State.PAUSING:
-            raise _Stop(self._settle(State.PAUSED))
-        if state == State.CANCELLING:
-            raise _Stop(self._settle(State.CANCELLED))
+        if state in (State.PAUSING, State.CANCELLING):
+            reply = self.store.settle(self.task_id, self.epoch, Action.STOP)
+            if reply.refused:
+                return  # the pause was withdrawn meanwhile: go on
+            raise _Stop(self._ended(reply))
 
-    def hand_back(self) -> Outcome:
-        """Back to the queue from the checkpoint just committed (or paused, if asked)."""
-        return self._settle(State.QUEUED)
-
-    def settle(self, target: State, fields: dict[str, Any]) -> None:
-        outcome = self._settle(target, fields)
-        if outcome is not Outcome(target.value):
+    def succeed(self) -> None:
+        reply = self.store.settle(self.task_id, self.epoch, Action.SUCCEED, {"error": ""})
+        outcome = self._ended(reply)
+        if outcome is not Outcome.SUCCEEDED:
             raise _Stop(outcome)
 
-    def _settle(self, target: State, fields: dict[str, Any] | None = None) -> Outcome:
-        reached = self.store.settle(self.task_id, self.epoch, target, fields)
-        return Outcome.LOST if reached is None else Outcome(reached)
+    def fail(self, exc: KnowraError) -> Outcome:
+        log.info("task %s failed: %s %s", self.task_id, exc.code, exc.message)
+        return self._leave_quietly(Action.FAIL, {"error": _json(exc)}, Outcome.FAILED)
+
+    def leave(self, action: Action, fields: dict[str, Any] | None = None) -> Outcome:
+        """Hand the task back (yield) or to a later retry; a pending pause or cancel wins."""
+        requeued = Outcome.RETRY if action is Action.RETRY else Outcome.REQUEUED
+        return self._leave_quietly(action, fields or {}, requeued)
+
+    def _leave_quietly(self, action: Action, fields: dict[str, Any], fallback: Outcome) -> Outcome:
+        """Settle; when the store cannot be reached, `fallback` (the lease lapses and the
+        task is taken over from its checkpoint, or the retry's claim finds it)."""
+        try:
+            reply = self.store.settle(self.task_id, self.epoch, action, fields)
+        except TransientError:
+            log.warning("task %s: could not record %s; its lease will lapse", self.task_id, action)
+            return fallback
+        requeued = fallback if fallback is not Outcome.FAILED else Outcome.REQUEUED
+        return self._ended(reply, requeued)
+
+    def _ended(self, reply: Reply, requeued: Outcome = Outcome.REQUEUED) -> Outcome:
+        """The outcome of a settle's reply; a diverged store sends the task back."""
+        if reply.diverged:
+            return self._diverged()
+        if not reply.ok or reply.state is None:
+            return Outcome.LOST
+        if reply.state is State.QUEUED:
+            return requeued
+        return _REACHED.get(reply.state, Outcome.LOST)
 
     def _commit(
         self,
         fields: dict[str, Any],
-        chunks: list[dict[str, Any]],
+        chunks: list[tuple[int, str]],
+        reached: Position,
         parsed: int,
-        restart: bool = False,
-    ) -> str:
+        reset: bool = False,
+    ) -> State:
         if self.lease.lost:
             raise _Stop(Outcome.LOST)
-        state = self.store.commit(
+        reply = self.store.commit(
+            self.task_id, self.epoch, self.runner.instance_id, self.runner.lease_ms, self.base,
+            reached, {**fields, "updated_at": time.time()}, chunks, parsed, reset,
+        )  # fmt: skip
+        self._check(reply)
+        self.base = reached
+        assert reply.state is not None
+        return reply.state
+
+    def _check(self, reply: Reply) -> None:
+        if reply.ok:
+            return
+        if reply.diverged:
+            raise _Stop(self._diverged())
+        log.warning("task %s: taken over by another worker; stopping", self.task_id)
+        raise _Stop(Outcome.LOST)
+
+    def _diverged(self) -> Outcome:
+        log.warning(
+            "task %s: the store does not hold this worker's last checkpoint (it lost writes); "
+            "handing the task back to resume from what the store has",
             self.task_id,
-            self.epoch,
-            self.runner.worker_id,
-            self.runner.lease_ms,
-            {**fields, "updated_at": time.time()},
-            chunks,
-            parsed,
-            restart,
         )
-        if state is None:
-            log.warning("task %s: taken over by another worker; stopping", self.task_id)
-            raise _Stop(Outcome.LOST)
-        return state
+        reply = self.store.settle(self.task_id, self.epoch, Action.YIELD)
+        if not reply.ok or reply.state is None:
+            return Outcome.LOST
+        return Outcome.REQUEUED if reply.state is State.QUEUED else _REACHED[reply.state]
+
+
+def _parts(chunks: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+    """Chunks cut into parts of at most STAGE_CHUNKS chunks and about STAGE_BYTES bytes."""
+    parts: list[list[tuple[int, str]]] = []
+    current: list[tuple[int, str]] = []
+    size = 0
+    for chunk in chunks:
+        if current and (len(current) >= STAGE_CHUNKS or size + len(chunk[1]) > STAGE_BYTES):
+            parts.append(current)
+            current, size = [], 0
+        current.append(chunk)
+        size += len(chunk[1])
+    if current:
+        parts.append(current)
+    return parts
 
 
 def _signature(path: Path) -> str:

@@ -177,6 +177,7 @@ def test_task_result_limits(client: TestClient, root: Path) -> None:
         "task_id": b["task_id"],
         "kb_id": "kb1",
         "state": "queued",
+        "generation": 0,
         "total": 0,
         "offset": 0,
         "chunks": [],

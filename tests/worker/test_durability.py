@@ -23,7 +23,7 @@ from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.settings import Settings
 from knowra_worker.store import Keys, TaskStore
 
-from ..conftest import DATA
+from ..harness import DATA
 
 DOCS = {"multi-column.pdf": 13, "multi_page.pdf": 5}
 
@@ -46,23 +46,30 @@ class Rig:
         self.hook: Callable[[int], None] = lambda index: None
         self.mid_unit = False
 
-    def runner(self, worker_id: str = "w1") -> TaskRunner:
-        return TaskRunner(self.store, self.settings, worker_id)
+    def runner(self, instance_id: str = "w1") -> TaskRunner:
+        return TaskRunner(self.store, self.settings, instance_id)
 
     def new_task(self, name: str) -> str:
         return self.new_task_at(DATA / name)
 
-    def new_task_at(self, path: Path) -> str:
+    def new_task_at(self, path: Path, size: int = 300, overlap: int = 60) -> str:
         task_id = f"t-{uuid.uuid4().hex[:8]}"
         req = StartTaskRequest(
-            task_id=task_id, file_path=str(path), kb_id="kb", chunk_size=300, chunk_overlap=60
-        )
+            task_id=task_id, file_path=str(path), kb_id="kb", chunk_size=size,
+            chunk_overlap=overlap,
+        )  # fmt: skip
         self.store.create_task(req)
         return task_id
 
     def chunks(self, task_id: str) -> list[dict[str, Any]]:
-        total, chunks = self.store.get_chunks(task_id, 0, 100_000)
-        assert total == len(chunks)
+        """Every readable chunk, a page at a time as a client reads them, from one generation."""
+        page, chunks = self.store.get_chunks(task_id, 0, 1000)
+        while len(chunks) < page.total:
+            more = self.store.get_chunks(task_id, len(chunks), 1000, page.generation)[1]
+            assert more
+            chunks.extend(more)
+        assert page.total == len(chunks)
+        assert [c["seq"] for c in chunks] == list(range(len(chunks)))
         return chunks
 
     def lapse_lease(self, task_id: str) -> None:
@@ -401,3 +408,196 @@ def test_a_file_changed_between_attempts_is_parsed_again_from_the_start(
     final = status(rig, task_id)
     assert final.progress.units_done == final.progress.units_total == 5
     assert final.progress.chunks == len(want)
+
+
+# --- faults found in review, each reproduced ----------------------------------------------
+
+
+def test_pauses_and_hand_backs_are_not_counted_as_attempts(rig: Rig) -> None:
+    """Only deaths and transient errors are attempts: with two allowed, five pauses and five
+    hand-backs of one healthy task leave it at its first attempt, and it succeeds."""
+    rig.settings = rig.settings.model_copy(update={"max_attempts": 2})
+    expected = baseline(rig, "multi-column.pdf")
+    task_id = rig.new_task("multi-column.pdf")
+    for at in (1, 2, 3, 4, 5):
+        pause_at(rig, task_id, at)
+        assert rig.runner().run(task_id) is Outcome.PAUSED
+        assert rig.store.control(task_id, "resume") == ("queued", True)
+    rig.hook = lambda index: None
+    for _ in range(5):  # the instance is going away at every checkpoint
+        leaving = TaskRunner(rig.store, rig.settings, "w1", should_yield=lambda: True)
+        assert leaving.run(task_id) is Outcome.REQUEUED
+        assert status(rig, task_id).state is State.QUEUED
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    final = status(rig, task_id)
+    assert final.attempts == 1 and final.units_parsed == DOCS["multi-column.pdf"]
+    assert normalize(rig.chunks(task_id), task_id) == expected
+
+
+def _many_chunks_text(tmp_path: Path) -> Path:
+    doc = tmp_path / "dense.txt"
+    words = (DATA / "norwich-city.txt").read_text(encoding="utf-8").split()
+    doc.write_text(" ".join(words[:6500]), encoding="utf-8")  # ~38 KB, one paragraph
+    return doc
+
+
+def test_a_unit_making_thousands_of_chunks_commits_in_parts(rig: Rig, tmp_path: Path) -> None:
+    """chunk_size 50 with overlap 45 on 38 KB makes over 5,000 chunks in one unit: they are
+    staged in bounded parts and made visible with the checkpoint, atomically."""
+    from knowra_worker.pipeline import STAGE_CHUNKS, parse_file
+
+    rig.settings = rig.settings.model_copy(update={"allowed_roots": [DATA, tmp_path]})
+    doc = _many_chunks_text(tmp_path)
+    task_id = rig.new_task_at(doc, size=50, overlap=45)
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    got = rig.chunks(task_id)
+    local = [c for _, _, chunks in parse_file(doc, 50, 45, task_id, "kb") for c in chunks]
+    assert len(got) > 4 * STAGE_CHUNKS and len(got) > 5000
+    assert [c["text"] for c in got] == [c["text"] for c in local]
+    assert status(rig, task_id).progress.chunks == len(got)
+    assert not rig.store.r.exists(rig.store.keys.stage(task_id))
+
+
+def test_a_worker_dying_between_parts_of_a_unit_leaves_nothing_half_done(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.settings = rig.settings.model_copy(update={"allowed_roots": [DATA, tmp_path]})
+    doc = _many_chunks_text(tmp_path)
+    reference = rig.new_task_at(doc, size=50, overlap=45)
+    assert rig.runner().run(reference) is Outcome.SUCCEEDED
+    want = [(c["seq"], c["text"]) for c in rig.chunks(reference)]
+    task_id = rig.new_task_at(doc, size=50, overlap=45)
+    real_stage, calls = rig.store.stage, []
+
+    def dying_stage(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise Crash()
+        return real_stage(*args, **kwargs)
+
+    monkeypatch.setattr(rig.store, "stage", dying_stage)
+    with pytest.raises(Crash):
+        rig.runner().run(task_id)
+    half = status(rig, task_id)
+    assert half.progress.chunks == 0 and rig.chunks(task_id) == []  # staged parts unseen
+    monkeypatch.setattr(rig.store, "stage", real_stage)
+    rig.lapse_lease(task_id)
+    assert rig.runner("w2").run(task_id) is Outcome.SUCCEEDED
+    assert [(c["seq"], c["text"]) for c in rig.chunks(task_id)] == want
+    assert status(rig, task_id).attempts == 2
+
+
+def test_a_store_that_lost_writes_under_a_live_worker_is_caught(rig: Rig) -> None:
+    """Redis rolled back to an earlier copy of the task (AOF everysec after a host crash, a
+    lagging replica) while the worker runs: its next commit does not extend what the store
+    holds, so it hands the task back and the run resumes from the store's checkpoint."""
+    expected = baseline(rig, "multi-column.pdf")
+    task_id = rig.new_task("multi-column.pdf")
+    k, saved = rig.store.keys, {}
+
+    def hook(index: int) -> None:
+        keys = [k.task(task_id), k.chunks(task_id, 0)]
+        if index == 3:
+            saved.update({key: rig.store.r.dump(key) for key in keys})
+        if index == 8:
+            for key in keys:
+                rig.store.r.restore(key, 0, saved[key], replace=True)
+
+    rig.hook = hook
+    assert rig.runner().run(task_id) is Outcome.REQUEUED
+    rolled_back = status(rig, task_id)
+    assert rolled_back.state is State.QUEUED and rolled_back.progress.units_done == 3
+    rig.hook = lambda index: None
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    final = status(rig, task_id)
+    assert final.progress.chunks == len(rig.chunks(task_id))
+    assert normalize(rig.chunks(task_id), task_id) == expected
+
+
+def test_a_claim_finding_fewer_chunks_than_counted_starts_the_run_over(rig: Rig) -> None:
+    expected = baseline(rig, "multi_page.pdf")
+    task_id = rig.new_task("multi_page.pdf")
+    pause_at(rig, task_id, 3)
+    assert rig.runner().run(task_id) is Outcome.PAUSED
+    rig.store.r.hdel(rig.store.keys.chunks(task_id, 0), "1")  # the store lost a chunk
+    rig.hook = lambda index: None
+    rig.store.control(task_id, "resume")
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    assert normalize(rig.chunks(task_id), task_id) == expected
+
+
+def test_a_resume_between_commit_and_stop_keeps_the_task_running(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's commit answers `pausing`; before it stops, the caller resumes: the pause
+    is withdrawn, the stop is refused, and the worker goes on to the end."""
+    from knowra_worker.lifecycle import Action
+
+    expected = baseline(rig, "multi_page.pdf")
+    task_id = rig.new_task("multi_page.pdf")
+    pause_at(rig, task_id, 2)
+    real_settle = rig.store.settle
+
+    def settle(task: str, epoch: int, action: Action, fields: Any = None) -> Any:
+        if action is Action.STOP:
+            assert rig.store.control(task, "resume") == ("running", True)
+        return real_settle(task, epoch, action, fields)
+
+    monkeypatch.setattr(rig.store, "settle", settle)
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    assert status(rig, task_id).state is State.SUCCEEDED
+    assert normalize(rig.chunks(task_id), task_id) == expected
+
+
+def test_a_cancelled_rerun_leaves_the_published_chunks(rig: Rig) -> None:
+    task_id = rig.new_task("multi_page.pdf")
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    first = rig.chunks(task_id)
+    rig.store.rerun(task_id)
+
+    def hook(index: int) -> None:
+        if index == 2:
+            rig.store.control(task_id, "cancel")
+
+    rig.hook = hook
+    assert rig.runner().run(task_id) is Outcome.CANCELLED
+    final = status(rig, task_id)
+    assert final.state is State.CANCELLED and final.progress.chunks == 0
+    assert (final.generation, final.result_generation) == (1, 0)
+    assert rig.chunks(task_id) == first  # the previous run, whole
+    assert not rig.store.r.exists(rig.store.keys.chunks(task_id, 1))  # none of the cancelled
+    task_ttl = rig.store.r.ttl(rig.store.keys.task(task_id))
+    assert abs(rig.store.r.ttl(rig.store.keys.chunks(task_id, 0)) - task_ttl) <= 1
+
+
+def test_pages_of_a_replaced_generation_are_refused(rig: Rig) -> None:
+    from knowra_worker.errors import GenerationChanged
+
+    task_id = rig.new_task("multi_page.pdf")
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    page, _ = rig.store.get_chunks(task_id, 0, 2)
+    assert page.generation == 0
+    rig.store.rerun(task_id)
+    assert rig.store.get_chunks(task_id, 2, 2, generation=0)[0].generation == 0  # still there
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    with pytest.raises(GenerationChanged):
+        rig.store.get_chunks(task_id, 2, 2, generation=0)
+    assert rig.store.get_chunks(task_id, 0, 2)[0].generation == 1
+
+
+def test_every_script_call_retried_by_the_client_changes_nothing(rig: Rig, redis_url: str) -> None:
+    """A client retrying each call after a lost reply (the script ran twice) gets the same
+    run: same chunks, one attempt, nothing counted twice."""
+    from tests.store.conftest import RetryingStore
+
+    expected = baseline(rig, "multi_page.pdf")
+    task_id = rig.new_task("multi_page.pdf")
+    twice = RetryingStore(rig.store.r, rig.store.keys, 3600)
+    pause_at(rig, task_id, 2)
+    assert TaskRunner(twice, rig.settings, "w1").run(task_id) is Outcome.PAUSED
+    assert twice.control(task_id, "resume") == ("queued", True)
+    rig.hook = lambda index: None
+    assert TaskRunner(twice, rig.settings, "w1").run(task_id) is Outcome.SUCCEEDED
+    final = status(rig, task_id)
+    assert final.attempts == 1 and final.units_parsed == 5
+    assert normalize(rig.chunks(task_id), task_id) == expected

@@ -57,6 +57,8 @@ _MEANING = {
     401: "missing or wrong API key (UNAUTHORIZED)",
     403: "path outside the allowed roots (PATH_NOT_ALLOWED)",
     404: "unknown task (TASK_NOT_FOUND)",
-    409: "the task's state does not allow it, or the task_id exists with other parameters",
+    409: "the task's state does not allow it (INVALID_TRANSITION), the task_id exists with "
+    "other parameters (TASK_CONFLICT), or the page's generation is no longer the readable one "
+    "(GENERATION_CHANGED)",
     503: "Redis or the broker is unreachable (STORE_UNAVAILABLE)",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from knowra_worker.api.deps import InstanceDep, StoreDep, require_api_key
 from knowra_worker.api.errors import documented
 from knowra_worker.errors import StoreUnavailable, TaskNotFound
 from knowra_worker.instance import Instance
+from knowra_worker.lifecycle import Action
 from knowra_worker.models import (
     StartTaskRequest,
     State,
@@ -85,21 +87,26 @@ def task_status(task_id: TaskId, store: StoreDep) -> TaskStatus:
     return _status(store, task_id)
 
 
-@router.get("/task_result", response_model=TaskResult, responses=documented(401, 404, 503))
+@router.get("/task_result", response_model=TaskResult, responses=documented(401, 404, 409, 503))
 def task_result(
     task_id: TaskId,
     store: StoreDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    generation: Annotated[int | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
-    """The task's chunks in seq order, a page at a time (complete once `succeeded`)."""
+    """The task's chunks in seq order, a page at a time (complete once `succeeded`). A
+    forced re-run's chunks replace the previous run's only when it succeeds: every page
+    carries the `generation` it comes from; pass it back with the next page, and a page of a
+    generation that is no longer current answers 409 (read again from offset 0)."""
     status = _status(store, task_id)
-    total, chunks = store.get_chunks(task_id, offset, limit)
+    page, chunks = store.get_chunks(task_id, offset, limit, generation)
     return {
         "task_id": task_id,
         "kb_id": status.kb_id,
         "state": status.state,
-        "total": total,
+        "generation": page.generation,
+        "total": page.total,
         "offset": offset,
         "chunks": chunks,
     }
@@ -116,7 +123,7 @@ def list_tasks(
     return store.list_tasks(kb_id=kb_id, state=state, limit=limit)
 
 
-def _control(inst: Instance, task_id: str, action: str, tasks: BackgroundTasks) -> TaskStatus:
+def _control(inst: Instance, task_id: str, action: Action, tasks: BackgroundTasks) -> TaskStatus:
     state, changed = inst.store.control(task_id, action)
     if changed:
         inst.metrics.controls.labels(action).inc()
@@ -134,21 +141,21 @@ def _control(inst: Instance, task_id: str, action: str, tasks: BackgroundTasks) 
 def pause_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A queued task becomes `paused` at once; a running one `pausing`, then `paused` at
     its next unit boundary, after its checkpoint."""
-    return _control(inst, ref.task_id, "pause", tasks)
+    return _control(inst, ref.task_id, Action.PAUSE, tasks)
 
 
 @router.post("/resume_task", response_model=TaskStatus, responses=CONTROL_ERRORS)
 def resume_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A paused task is queued again and goes on from its checkpoint; a `pausing` one
     stays `running`. A task stopped by its time limit (LIMIT_EXCEEDED) resumes too."""
-    return _control(inst, ref.task_id, "resume", tasks)
+    return _control(inst, ref.task_id, Action.RESUME, tasks)
 
 
 @router.post("/cancel_task", response_model=TaskStatus, responses=CONTROL_ERRORS)
 def cancel_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> TaskStatus:
     """A queued or paused task is `cancelled` at once; a running one `cancelling` until its
     next unit boundary. A cancelled task has no chunks and never runs again."""
-    return _control(inst, ref.task_id, "cancel", tasks)
+    return _control(inst, ref.task_id, Action.CANCEL, tasks)
 
 
 @router.get("/task_events", responses=documented(401, 404, 503))
@@ -161,17 +168,21 @@ async def task_events(task_id: TaskId, store: StoreDep) -> StreamingResponse:
     )
 
 
-async def _events(store: TaskStore, status: TaskStatus | None) -> AsyncIterator[str]:
-    last = None
-    while status is not None:
-        body = status.model_dump_json(exclude={"updated_at"})
+async def _events(store: TaskStore, status: TaskStatus) -> AsyncIterator[str]:
+    task_id, last = status.task_id, None
+    current: TaskStatus | None = status
+    while current is not None:
+        body = current.model_dump_json(exclude={"updated_at"})
         if body != last:
             last = body
-            yield f"event: status\ndata: {status.model_dump_json()}\n\n"
-        if status.state.is_final:
+            yield f"event: status\ndata: {current.model_dump_json()}\n\n"
+        if current.state.is_final:
             return
         await asyncio.sleep(0.25)
-        status = await run_in_threadpool(store.get_status, status.task_id)
+        current = await run_in_threadpool(store.get_status, task_id)
+    # the task expired or was removed while watched: say so rather than end silently
+    gone = {"error": {"code": "TASK_NOT_FOUND", "message": f"task {task_id!r} no longer exists"}}
+    yield f"event: error\ndata: {json.dumps(gone)}\n\n"
 
 
 @open_router.get("/heartbeat")
@@ -179,20 +190,20 @@ def heartbeat(inst: InstanceDep) -> dict[str, Any]:
     """Liveness of this instance, its broker and its Celery worker, and its load."""
     try:
         broker_ok = inst.store.ping()
-        ready = inst.worker_ready()
+        ready = inst.celery_worker_ready()
     except StoreUnavailable:
         broker_ok = ready = False
     worker_ok = ready or not inst.settings.embedded_worker
     return {
         "status": "ok" if broker_ok and worker_ok else "degraded",
-        "worker_id": inst.worker_id,
+        "worker_id": inst.instance_id,
         "time": time.time(),
         "broker": {**inst.broker.describe(), "ok": broker_ok},
         "worker": {
             "embedded": inst.settings.embedded_worker,
-            "alive": inst.worker_alive(),
+            "alive": inst.celery_worker_alive(),
             "ready": ready,
-            "pid": inst.worker.pid if inst.worker else None,
+            "pid": inst.celery_worker_pid,
             "concurrency": inst.settings.concurrency,
         },
         "load": {"loadavg": list(os.getloadavg()), "cpus": os.cpu_count()},

@@ -30,6 +30,19 @@ class Keys:
     def chunks(self, task_id: str, gen: int) -> str:
         return f"{self.chunks_base(task_id)}:{gen}"
 
+    def stage(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}:stage"
+
+    @property
+    def celery_prefix(self) -> str:
+        """kombu's global key prefix: Celery's queues live under it."""
+        return f"{self.prefix}celery:"
+
+    def celery_queue_lists(self, queue: str) -> list[str]:
+        """The Redis lists holding a queue's waiting messages, one per priority step."""
+        name = f"{self.celery_prefix}{queue}"
+        return [name] + [f"{name}\x06\x16{step}" for step in range(1, 10)]
+
     @property
     def active(self) -> str:
         return f"{self.prefix}active"

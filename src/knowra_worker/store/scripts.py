@@ -1,110 +1,290 @@
-"""Lua scripts: every state change of a task is one atomic script run in Redis.
+"""Lua scripts: every change of a task is one atomic script run in Redis.
 
-Every script takes the same four keys: the task hash, the base name of its chunk hashes,
-its lease, and the set of active (not final) task ids. Chunks live in one hash per
-*generation* (`<base>:<gen>`): a re-run writes a new generation and publishes it only when
-it succeeds, so readers never see a mix of two runs.
+The rules of the state machine are not written here: `lifecycle.TABLE` is rendered into each
+script as a Lua table (`RULES`), and a script only asks it what an action leads to.
 
-A worker's writes carry the fencing epoch it got from CLAIM; a write whose epoch is no
-longer the task's is refused ("stale"), so a worker that lost its task can never touch it.
+Every script takes the same five keys: the task hash, the base name of its chunk hashes, its
+lease, the set of active (not final) task ids, and the staging hash of the unit being committed.
+Chunks live in one hash per *generation* (`<base>:<gen>`): a forced re-run writes a new
+generation and publishes it only when it succeeds, so the published chunks stay readable until
+then, and stay if the re-run fails or is cancelled.
+
+Rules every script keeps:
+- **Validate before the first write.** Redis does not roll a failed script back, so every check
+  (epoch, state, the checkpoint a commit extends, counts) comes before any write.
+- **Fencing.** A worker's writes carry the epoch it got from its claim; another epoch is refused.
+- **Idempotent under retries.** A mutating call carries an operation id; the script stores the id
+  and its reply (one slot for workers, one for callers), and a call repeating the last id gets
+  the stored reply without doing anything again.
+- **Keys expire together.** A final task, its run's chunks and its published chunks get the same
+  TTL at the same time, and lose it together when the task becomes active again.
+
+Replies are JSON objects (`outcome` plus details), decoded in one place: `store/replies.py`.
 """
 
-_PRELUDE = """
-local task, base, lease, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local function chunks_key(gen) return base .. ':' .. gen end
-local function gen() return redis.call('HGET', task, 'gen') or '0' end
-local function pub() return redis.call('HGET', task, 'pub') or '' end
-local function drop_all_chunks()
-  redis.call('DEL', chunks_key(gen()))
-  if pub() ~= '' then redis.call('DEL', chunks_key(pub())) end
-  redis.call('HSET', task, 'pub', '', 'chunks', 0)
+from __future__ import annotations
+
+from knowra_worker.lifecycle import TABLE, State
+
+
+def _rules_table() -> str:
+    """`lifecycle.TABLE` as a Lua table literal: RULES[state][action] = {to, guard, charge}."""
+    rows = []
+    for state in State:
+        entries = [
+            f"{action.value}={{to='{r.to.value}',guard='{r.guard.value}',charge='{r.charge.value}'}}"
+            for (s, action), r in TABLE.items()
+            if s is state
+        ]
+        rows.append(f"  {state.value}={{{','.join(entries)}}}")
+    return "local RULES = {\n" + ",\n".join(rows) + "\n}\n"
+
+
+_PRELUDE = (
+    _rules_table()
+    + """
+local task, base, lease, active, stage = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local function field(name) return redis.call('HGET', task, name) end
+local function num(name) return tonumber(field(name) or '0') end
+local function chunks_key(g) return base .. ':' .. g end
+local function gen() return field('gen') or '0' end
+local function pub() return field('pub') or '' end
+local function readable() local p = pub(); if p ~= '' then return p end; return gen() end
+local function is_held(st) return st == 'running' or st == 'pausing' or st == 'cancelling' end
+local function is_final(st) return st == 'succeeded' or st == 'failed' or st == 'cancelled' end
+local function reply(t) return cjson.encode(t) end
+
+-- idempotence: the last operation of each slot ('w' workers, 'c' callers) and its reply
+local function remembered(slot, op)
+  if op ~= '' and field(slot .. '_op') == op then return field(slot .. '_reply') end
+  return nil
 end
-local function finish(state, now, ttl, task_id)
-  redis.call('HSET', task, 'state', state, 'updated_at', now, 'finished_at', now)
-  redis.call('DEL', lease)
-  redis.call('SREM', active, task_id)
-  redis.call('EXPIRE', task, ttl)
-  redis.call('EXPIRE', chunks_key(gen()), ttl)
-  if pub() ~= '' then redis.call('EXPIRE', chunks_key(pub()), ttl) end
+local function remember(slot, op, r)
+  if op ~= '' then redis.call('HSET', task, slot .. '_op', op, slot .. '_reply', r) end
+  return r
+end
+
+local function rule_for(state, action)
+  local by_state = RULES[state]
+  if by_state == nil then return nil end
+  return by_state[action]
+end
+local function guard_ok(guard)
+  if guard == '' then return true end
+  if guard == 'resumable_error' then
+    return string.find(field('error') or '', '"LIMIT_EXCEEDED"', 1, true) ~= nil
+  end
+  return false
+end
+
+-- the task, its run's chunks and its published chunks: expire (ttl) or persist (nil) together
+local function set_ttl(ttl)
+  local keys = {task, chunks_key(gen())}
+  if pub() ~= '' then keys[#keys + 1] = chunks_key(pub()) end
+  for _, key in ipairs(keys) do
+    if ttl then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
+  end
+end
+-- the current run's chunks and checkpoint, unless they are the published result
+local function drop_run()
+  if gen() ~= pub() then redis.call('DEL', chunks_key(gen())) end
+  redis.call('DEL', stage)
+  redis.call('HSET', task, 'chunks', 0, 'checkpoint', '')
+end
+local function publish()
+  local p, g = pub(), gen()
+  if p ~= '' and p ~= g then redis.call('DEL', chunks_key(p)) end
+  redis.call('HSET', task, 'pub', g)
+end
+-- a final task becomes active again
+local function reopen(task_id)
+  set_ttl(nil)
+  redis.call('SADD', active, task_id)
+  redis.call('HSET', task, 'error', '', 'finished_at', '')
+end
+-- every effect of reaching `to` by `rule`
+local function enter(to, rule, now, ttl, task_id)
+  if rule.charge ~= '' then redis.call('HSET', task, 'charge', rule.charge) end
+  redis.call('HSET', task, 'state', to, 'updated_at', now)
+  if to == 'cancelled' then
+    drop_run()
+    redis.call('HSET', task, 'error', '')
+  elseif to == 'succeeded' then
+    publish()
+  end
+  if is_final(to) then
+    redis.call('DEL', lease, stage)
+    redis.call('SREM', active, task_id)
+    redis.call('HSET', task, 'finished_at', now)
+    set_ttl(tonumber(ttl))
+  elseif to == 'queued' or to == 'paused' then
+    redis.call('DEL', lease)
+  end
+end
+-- the run's chunk hash holds exactly as many chunks as the checkpoint counts, none staged
+local function chunks_consistent()
+  return redis.call('HLEN', chunks_key(gen())) == num('chunks')
+end
+local function hset_pairs(key, first)
+  for i = first, #ARGV - 1, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
 end
 """
+)
 
 CREATE = (
     _PRELUDE
     + """
--- KEYS: +tasks index, kb index; ARGV: fingerprint, now, task_id, field/value pairs...
+-- KEYS: +tasks index, kb index. ARGV: op, fingerprint, now, task_id, field/value pairs...
+local op = ARGV[1]
+local again = remembered('c', op)
+if again then return again end
 if redis.call('EXISTS', task) == 1 then
-  if redis.call('HGET', task, 'fingerprint') == ARGV[1] then return 0 end
-  return -1
+  if field('fingerprint') == ARGV[2] then return reply({outcome='exists'}) end
+  return reply({outcome='conflict'})
 end
-redis.call('HSET', task, unpack(ARGV, 4))
-redis.call('ZADD', KEYS[5], ARGV[2], ARGV[3])
-redis.call('ZADD', KEYS[6], ARGV[2], ARGV[3])
-redis.call('SADD', active, ARGV[3])
-return 1
+hset_pairs(task, 5)
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[4])
+redis.call('SADD', active, ARGV[4])
+return remember('c', op, reply({outcome='created'}))
 """
 )
 
 CLAIM = (
     _PRELUDE
     + """
--- ARGV: worker_id, now, lease_ttl_ms, max_attempts, gave-up error JSON, ttl_s, task_id, pid
-local st = redis.call('HGET', task, 'state')
-if not st then return {'missing'} end
-if st == 'running' or st == 'pausing' or st == 'cancelling' then
-  if redis.call('EXISTS', lease) == 1 then return {'busy', st} end
-  -- its worker died: a pause or cancel it was asked for takes effect now
-  if st == 'pausing' then
-    redis.call('HSET', task, 'state', 'paused', 'updated_at', ARGV[2])
-    return {'skip', 'paused'}
-  end
-  if st == 'cancelling' then
-    drop_all_chunks()
-    finish('cancelled', ARGV[2], ARGV[6], ARGV[7])
-    return {'skip', 'cancelled'}
-  end
-elseif st ~= 'queued' then
-  return {'skip', st}
+-- ARGV: op, instance_id, now, lease_ms, max_attempts, gave-up error JSON, ttl_s, task_id, pid
+local op, now, ttl, task_id = ARGV[1], ARGV[3], ARGV[7], ARGV[8]
+local again = remembered('w', op)
+if again then return again end
+local st = field('state')
+if not st then return reply({outcome='missing'}) end
+local action
+if st == 'queued' then
+  action = 'claim'
+elseif is_held(st) then
+  if redis.call('EXISTS', lease) == 1 then return reply({outcome='busy', state=st}) end
+  action = 'take_over'  -- its worker died
+else
+  return reply({outcome='skip', state=st})
 end
-local attempts = tonumber(redis.call('HGET', task, 'attempts') or '0')
-if attempts >= tonumber(ARGV[4]) then
-  redis.call('HSET', task, 'error', ARGV[5])
-  finish('failed', ARGV[2], ARGV[6], ARGV[7])
-  return {'exhausted', 'failed', attempts}
+local rule = rule_for(st, action)
+if not rule then return reply({outcome='skip', state=st}) end
+if rule.to ~= 'running' then  -- a pause or cancel its dead worker was asked for
+  enter(rule.to, rule, now, ttl, task_id)
+  return remember('w', op, reply({outcome='skip', state=rule.to}))
 end
+local attempts = num('attempts')
+if field('charge') ~= '0' then  -- the last attempt ended by death or error: a new one
+  if attempts >= tonumber(ARGV[5]) then
+    redis.call('HSET', task, 'error', ARGV[6])
+    enter('failed', {charge=''}, now, ttl, task_id)
+    return remember('w', op, reply({outcome='exhausted', state='failed', attempts=attempts}))
+  end
+  attempts = attempts + 1
+end
+local repaired = false
+if not chunks_consistent() then  -- the store lost writes: start the run over
+  drop_run()
+  redis.call('HSET', task, 'units_done', 0)
+  repaired = true
+end
+redis.call('DEL', stage)
 local epoch = redis.call('HINCRBY', task, 'epoch', 1)
-attempts = redis.call('HINCRBY', task, 'attempts', 1)
-redis.call('HSET', task, 'state', 'running', 'worker_id', ARGV[1], 'worker_pid', ARGV[8],
-  'updated_at', ARGV[2])
-if (redis.call('HGET', task, 'started_at') or '') == '' then
-  redis.call('HSET', task, 'started_at', ARGV[2])
+enter('running', rule, now, ttl, task_id)
+redis.call('HSET', task, 'attempts', attempts, 'worker_id', ARGV[2], 'worker_pid', ARGV[9])
+if (field('started_at') or '') == '' then redis.call('HSET', task, 'started_at', now) end
+redis.call('SET', lease, ARGV[2], 'PX', ARGV[4])
+return remember('w', op, reply({outcome='ok', state='running', epoch=epoch, attempts=attempts,
+  checkpoint=field('checkpoint') or '', units_done=num('units_done'), chunks=num('chunks'),
+  repaired=repaired}))
+"""
+)
+
+_CHECKPOINT_BASE = """
+-- the checkpoint the call extends must be the one the store holds
+local function extends_base(units, chunks, staged)
+  if num('units_done') ~= tonumber(units) or num('chunks') ~= tonumber(chunks) then
+    return false
+  end
+  local in_stage = 0
+  if redis.call('EXISTS', stage) == 1 then
+    if redis.call('HGET', stage, 'epoch') ~= field('epoch') then return false end
+    in_stage = redis.call('HLEN', stage) - 1
+  end
+  return in_stage == tonumber(staged)
 end
-redis.call('SET', lease, ARGV[1], 'PX', ARGV[3])
-return {'ok', tostring(epoch), tostring(attempts), redis.call('HGET', task, 'checkpoint') or ''}
+"""
+
+STAGE = (
+    _PRELUDE
+    + _CHECKPOINT_BASE
+    + """
+-- A part of a large unit's chunks, held apart until the commit that ends the unit.
+-- ARGV: op, epoch, units_done, chunks, staged so far, ttl_ms, seq/chunk pairs...
+local op = ARGV[1]
+local again = remembered('w', op)
+if again then return again end
+if field('epoch') ~= ARGV[2] then return reply({outcome='stale'}) end
+local st = field('state')
+if not st or not rule_for(st, 'commit') then return reply({outcome='stale', state=st}) end
+if not extends_base(ARGV[3], ARGV[4], ARGV[5]) then
+  return reply({outcome='diverged', state=st})
+end
+redis.call('HSET', stage, 'epoch', ARGV[2])
+hset_pairs(stage, 7)
+redis.call('PEXPIRE', stage, ARGV[6])
+return remember('w', op, reply({outcome='ok', state=st}))
 """
 )
 
 COMMIT = (
     _PRELUDE
+    + _CHECKPOINT_BASE
     + """
--- ARGV: epoch, worker_id, lease_ttl_ms, units_parsed_delta, restart (1: drop this run's
---       chunks first), n fields, field/value pairs (n), seq/chunk pairs
-if redis.call('HGET', task, 'epoch') ~= ARGV[1] then return {'stale'} end
-local st = redis.call('HGET', task, 'state')
-if st ~= 'running' and st ~= 'pausing' and st ~= 'cancelling' then return {'stale', st} end
-if ARGV[5] == '1' then redis.call('DEL', chunks_key(gen())) end
-local nfields = tonumber(ARGV[6])
-local first_chunk = 7 + 2 * nfields
-if nfields > 0 then redis.call('HSET', task, unpack(ARGV, 7, first_chunk - 1)) end
-if #ARGV >= first_chunk then redis.call('HSET', chunks_key(gen()), unpack(ARGV, first_chunk)) end
-redis.call('HINCRBY', task, 'units_parsed', ARGV[4])
-redis.call('SET', lease, ARGV[2], 'PX', ARGV[3])
-return {'ok', st}
+-- A checkpoint: the unit's chunks (with those staged), progress and the checkpoint itself.
+-- ARGV: op, epoch, instance_id, lease_ms, units_done, chunks, staged, new units_done,
+--       new chunks, units_parsed delta, reset ('1': start the run over first), n fields,
+--       field/value pairs (n), seq/chunk pairs...
+local op = ARGV[1]
+local again = remembered('w', op)
+if again then return again end
+if field('epoch') ~= ARGV[2] then return reply({outcome='stale'}) end
+local st = field('state')
+if not st or not rule_for(st, 'commit') then return reply({outcome='stale', state=st}) end
+local reset = ARGV[11] == '1'
+if not reset and not extends_base(ARGV[5], ARGV[6], ARGV[7]) then
+  return reply({outcome='diverged', state=st})
+end
+local nfields = tonumber(ARGV[12])
+local first_chunk = 13 + 2 * nfields
+local staged = tonumber(ARGV[7])
+local base_chunks = tonumber(ARGV[6])
+if reset then base_chunks = 0; staged = 0 end
+if base_chunks + staged + (#ARGV - first_chunk + 1) / 2 ~= tonumber(ARGV[9]) then
+  return reply({outcome='invalid', state=st})
+end
+-- validated: write
+if reset then drop_run() end
+local target = chunks_key(gen())
+if staged > 0 then
+  local held = redis.call('HGETALL', stage)
+  for i = 1, #held - 1, 2 do
+    if held[i] ~= 'epoch' then redis.call('HSET', target, held[i], held[i + 1]) end
+  end
+end
+redis.call('DEL', stage)
+for i = first_chunk, #ARGV - 1, 2 do redis.call('HSET', target, ARGV[i], ARGV[i + 1]) end
+for i = 13, first_chunk - 2, 2 do redis.call('HSET', task, ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', task, 'units_done', ARGV[8], 'chunks', ARGV[9])
+redis.call('HINCRBY', task, 'units_parsed', ARGV[10])
+redis.call('SET', lease, ARGV[3], 'PX', ARGV[4])
+return remember('w', op, reply({outcome='ok', state=st}))
 """
 )
 
 RENEW = """
--- KEYS: task, lease; ARGV: epoch, worker_id, lease_ttl_ms
+-- KEYS: task, lease; ARGV: epoch, instance_id, lease_ms. Idempotent by nature.
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
@@ -113,107 +293,69 @@ return 1
 SETTLE = (
     _PRELUDE
     + """
--- The worker leaves its task: finished, failed, paused, or handed back to the queue.
--- ARGV: epoch, target state, now, ttl_s, task_id, field/value pairs...
-if redis.call('HGET', task, 'epoch') ~= ARGV[1] then return {'stale'} end
-local st = redis.call('HGET', task, 'state')
-local target = ARGV[2]
-if st ~= 'running' and st ~= 'pausing' and st ~= 'cancelling' then return {'stale', st} end
-if #ARGV >= 6 then redis.call('HSET', task, unpack(ARGV, 6)) end
-if st == 'cancelling' or target == 'cancelled' then
-  drop_all_chunks()
-  finish('cancelled', ARGV[3], ARGV[4], ARGV[5])
-  return {'ok', 'cancelled'}
+-- The worker leaves its task: succeed, fail, stop (at a pause or cancel), yield, retry.
+-- ARGV: op, epoch, action, now, ttl_s, task_id, field/value pairs...
+local op, action, now, ttl, task_id = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local again = remembered('w', op)
+if again then return again end
+if field('epoch') ~= ARGV[2] then return reply({outcome='stale'}) end
+local st = field('state')
+if not st or not is_held(st) then return reply({outcome='stale', state=st}) end
+local rule = rule_for(st, action)
+if not rule then return reply({outcome='refused', state=st}) end
+if rule.to == 'succeeded' and (not chunks_consistent() or redis.call('EXISTS', stage) == 1) then
+  return reply({outcome='diverged', state=st})
 end
-if st == 'pausing' and target == 'queued' then target = 'paused' end
-if target == 'succeeded' then
-  if pub() ~= '' and pub() ~= gen() then redis.call('DEL', chunks_key(pub())) end
-  redis.call('HSET', task, 'pub', gen())
-end
-if target == 'succeeded' or target == 'failed' then
-  finish(target, ARGV[3], ARGV[4], ARGV[5])
-else
-  redis.call('DEL', lease)
-  redis.call('HSET', task, 'state', target, 'updated_at', ARGV[3])
-end
-return {'ok', target}
+hset_pairs(task, 7)
+enter(rule.to, rule, now, ttl, task_id)
+return remember('w', op, reply({outcome='ok', state=rule.to}))
 """
 )
 
 CONTROL = (
     _PRELUDE
     + """
--- A caller's pause, resume or cancel. ARGV: action, now, ttl_s, task_id.
--- Answers {'ok', state, changed} or {'invalid', state}.
-local st = redis.call('HGET', task, 'state')
-if not st then return {'missing'} end
-local action, to = ARGV[1], nil
-if action == 'pause' then
-  if st == 'queued' then to = 'paused' elseif st == 'running' then to = 'pausing'
-  elseif st ~= 'pausing' and st ~= 'paused' then return {'invalid', st} end
-elseif action == 'resume' then
-  if st == 'paused' then to = 'queued' elseif st == 'pausing' then to = 'running'
-  elseif st == 'failed' and string.find(redis.call('HGET', task, 'error') or '',
-                                        '"LIMIT_EXCEEDED"', 1, true) then
-    -- stopped by the time limit at a checkpoint: go on from there
-    to = 'queued'
-    redis.call('HSET', task, 'error', '', 'finished_at', '', 'attempts', 0)
-    redis.call('PERSIST', task)
-    redis.call('PERSIST', chunks_key(gen()))
-    redis.call('SADD', active, ARGV[4])
-  elseif st ~= 'queued' and st ~= 'running' then return {'invalid', st} end
-elseif action == 'cancel' then
-  if st == 'queued' or st == 'paused' then to = 'cancelled'
-  elseif st == 'running' or st == 'pausing' then to = 'cancelling'
-  elseif st ~= 'cancelling' and st ~= 'cancelled' then return {'invalid', st} end
-else
-  return {'invalid', st}
+-- A caller's pause, resume, cancel or rerun. ARGV: op, action, now, ttl_s, task_id.
+local op, action, now, ttl, task_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local again = remembered('c', op)
+if again then return again end
+local st = field('state')
+if not st then return reply({outcome='missing'}) end
+local rule = rule_for(st, action)
+if not rule or not guard_ok(rule.guard) then return reply({outcome='invalid', state=st}) end
+if rule.to == st and action ~= 'rerun' then
+  return reply({outcome='ok', state=st, changed=false})
 end
-if not to then return {'ok', st, 0} end
-if to == 'cancelled' then
-  drop_all_chunks()
-  finish('cancelled', ARGV[2], ARGV[3], ARGV[4])
-else
-  redis.call('HSET', task, 'state', to, 'updated_at', ARGV[2])
+if is_final(st) and not is_final(rule.to) then reopen(task_id) end
+if action == 'rerun' then  -- a new run from the start, in a new generation
+  if gen() ~= pub() then redis.call('DEL', chunks_key(gen())) end
+  redis.call('DEL', stage)
+  redis.call('HINCRBY', task, 'gen', 1)
+  redis.call('HSET', task, 'checkpoint', '', 'units_done', 0, 'chunks', 0, 'units_parsed', 0,
+    'attempts', 0, 'started_at', '')
 end
-return {'ok', to, 1}
-"""
-)
-
-RERUN = (
-    _PRELUDE
-    + """
--- Run a finished task again from the start; its published chunks stay readable until the
--- new run succeeds. ARGV: now, task_id. Answers {'ok'} or {'invalid', state}.
-local st = redis.call('HGET', task, 'state')
-if not st then return {'missing'} end
-if st ~= 'succeeded' and st ~= 'failed' and st ~= 'cancelled' then return {'invalid', st} end
-if gen() ~= pub() then redis.call('DEL', chunks_key(gen())) end
-redis.call('HINCRBY', task, 'gen', 1)
-redis.call('HSET', task, 'state', 'queued', 'updated_at', ARGV[1], 'checkpoint', '',
-  'units_done', 0, 'units_parsed', 0, 'attempts', 0, 'error', '', 'started_at', '',
-  'finished_at', '')
-redis.call('PERSIST', task)
-if pub() ~= '' then redis.call('PERSIST', chunks_key(pub())) end
-redis.call('SADD', active, ARGV[2])
-return {'ok'}
+enter(rule.to, rule, now, ttl, task_id)
+return remember('c', op, reply({outcome='ok', state=rule.to, changed=true}))
 """
 )
 
 READ_CHUNKS = (
     _PRELUDE
     + """
--- The readable generation's chunks seq offset..offset+limit-1. ARGV: offset, limit.
-local g = pub()
-if g == '' then g = gen() end
+-- The readable generation's chunks seq offset..offset+limit-1 (the published run, else the
+-- current one). ARGV: offset, limit, generation wanted ('' for the current one).
+-- Answers {generation, total, chunk...} or {generation, -1} when another generation was wanted.
+local g = readable()
+if ARGV[3] ~= '' and ARGV[3] ~= g then return {g, -1} end
 local key = chunks_key(g)
 local total = redis.call('HLEN', key)
 local last = math.min(tonumber(ARGV[1]) + tonumber(ARGV[2]), total) - 1
 local fields = {}
 for s = tonumber(ARGV[1]), last do fields[#fields + 1] = tostring(s) end
-if #fields == 0 then return {total} end
+if #fields == 0 then return {g, total} end
 local values = redis.call('HMGET', key, unpack(fields))
 table.insert(values, 1, total)
+table.insert(values, 1, g)
 return values
 """
 )
