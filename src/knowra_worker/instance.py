@@ -64,14 +64,19 @@ def check_roots(settings: Settings) -> None:
 # --- the port this process serves ---------------------------------------------------------
 
 
-def listening_port() -> int | None:
+def listening_port(or_about_to: bool = False) -> int | None:
     """The TCP port of a listening socket this process holds, if it holds one.
 
     That is the port the API really serves, however the server was started: a socket
     inherited from uvicorn's supervisor or gunicorn's arbiter, or bound by `knowra-worker
     serve`, exists before the app starts; a single uvicorn process binds its own after the
-    app's startup. None also once the server has closed its socket to shut down."""
-    ports = sorted(p for p in map(_listening_tcp_port, _open_fds()) if p is not None)
+    app's startup. None also once the server has closed its socket to shut down.
+
+    `or_about_to`: also a bound socket that does not listen yet, nor is connected. uvicorn's
+    supervisor binds the socket it hands its processes, and each of them listens on it only
+    after the app's startup (the first one to start sees it bound, not listening)."""
+    found = [_tcp_port(fd, or_about_to) for fd in _open_fds()]
+    ports = sorted(port for port in found if port is not None)
     return ports[0] if ports else None
 
 
@@ -82,7 +87,7 @@ def _open_fds() -> list[int]:
     return []
 
 
-def _listening_tcp_port(fd: int) -> int | None:
+def _tcp_port(fd: int, or_about_to: bool) -> int | None:
     try:
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
             return None
@@ -94,13 +99,22 @@ def _listening_tcp_port(fd: int) -> int | None:
             return None
         if sock.type != socket.SOCK_STREAM:
             return None
-        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-            return None
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return port
+        return port if or_about_to and port and not _connected(sock) else None
     except OSError:
         return None
     finally:
         sock.detach()  # the descriptor is not ours to close
+
+
+def _connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
 
 
 # --- the instance -------------------------------------------------------------------------

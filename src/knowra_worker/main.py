@@ -82,7 +82,7 @@ async def _take_seat(settings: Settings, instance: Instance | None) -> tuple[Sea
     processes sharing an inherited socket, which elect the owner of their instance."""
     if instance is not None:
         return Seat.alone(settings, instance), []
-    port = listening_port()
+    port = listening_port(or_about_to=True)
     if port is None:
         inst = Instance.open(settings, settings.port)
         inst.register()  # until the real port is known; replaced as soon as it is
