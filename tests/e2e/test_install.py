@@ -15,16 +15,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx2 as httpx
 import pytest
 
-from ..harness import DATA, free_port, service_env
+from ..harness import DATA, Service, free_port, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -100,86 +97,29 @@ def test_every_module_imports_without_extras(venv: Path) -> None:
     assert set(found["modules"]) == expected
 
 
-class InstalledService:
-    """The venv's own `knowra-worker serve`, started from outside the source tree."""
-
-    def __init__(self, venv: Path, env: dict[str, str], tmp: Path) -> None:
-        port = free_port()
-        self.log_path = tmp / "installed-service.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [venv / "bin" / "knowra-worker", "serve", "--host", "127.0.0.1"]
-                + ["--port", str(port)],
-                cwd=tmp,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def wait(self, what: str, ready: Any, timeout: float = 120) -> Any:
-        """Poll `ready()` until it answers something true; fail with the log otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"service exited:\n{self.log()}"
-            try:
-                answer = ready()
-            except httpx.TransportError:
-                answer = None
-            if answer:
-                return answer
-            time.sleep(0.2)
-        raise AssertionError(f"{what} not seen in {timeout}s:\n{self.log()}")
-
-    def stop(self) -> int:
-        self.http.close()
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
 @pytest.fixture
-def installed_service(venv: Path, tmp_path: Path, redis_url: str) -> Iterator[InstalledService]:
+def installed_service(venv: Path, tmp_path: Path, redis_url: str) -> Iterator[Service]:
+    """The venv's own `knowra-worker serve` command on the suite's Redis."""
     env = service_env(
         tmp_path, KNOWRA_REDIS_URL=redis_url, KNOWRA_KEY_PREFIX=f"i{uuid.uuid4().hex[:8]}:"
     )
     env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    svc = InstalledService(venv, env, tmp_path)
-    try:
-        svc.wait("heartbeat ok", lambda: svc.http.get("/worker/heartbeat").json()["status"] == "ok")
+    port = free_port()
+    command = [str(venv / "bin" / "knowra-worker"), "serve", "--host", "127.0.0.1"]
+    with Service(env, port, tmp_path, args=[*command, "--port", str(port)]) as svc:
+        svc.wait_ready(timeout=120)
         yield svc
-    finally:
-        svc.stop()
 
 
-def test_installed_service_runs_a_pdf_task(installed_service: InstalledService) -> None:
+def test_installed_service_runs_a_pdf_task(installed_service: Service) -> None:
     svc = installed_service
     task_id = f"install-{uuid.uuid4().hex[:8]}"
-    body = {"task_id": task_id, "kb_id": "kb-install", "file_path": str(DATA / "multi_page.pdf")}
-    started = svc.http.post("/worker/start_task", json=body)
+    started = svc.start_task(task_id=task_id, file_path=str(DATA / "multi_page.pdf"))
     assert started.status_code == 202, started.text
-
-    def final() -> dict[str, Any] | None:
-        status: dict[str, Any] = svc.http.get(
-            "/worker/task_status", params={"task_id": task_id}
-        ).json()
-        return status if status["state"] in ("succeeded", "failed", "cancelled") else None
-
-    status = svc.wait(f"task {task_id} final", final)
-    assert status["state"] == "succeeded", status
+    status = svc.wait_final(task_id)
+    assert status["state"] == "succeeded", f"{status}\n{svc.log()[-5000:]}"
     result = svc.http.get("/worker/task_result", params={"task_id": task_id}).json()
     assert result["total"] == status["progress"]["chunks"] > 0
     assert all(chunk["text"].strip() for chunk in result["chunks"])
     assert result["chunks"][0]["metadata"]["mime_type"] == "application/pdf"
-    assert svc.stop() in (0, -signal.SIGTERM), (
-        f"the installed service did not stop cleanly:\n{svc.log()}"
-    )
+    assert svc.stop() in (0, -signal.SIGTERM), f"unclean stop:\n{svc.log()[-5000:]}"
