@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from knowra_worker import __version__, logs
-from knowra_worker.api import errors
+from knowra_worker.api import deps, errors
 from knowra_worker.api.routes import instance_router, open_router, router
 from knowra_worker.broker import StartupError
 from knowra_worker.errors import TransientError
@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None, instance: Instance | None = Non
     app.include_router(router)
     app.include_router(instance_router)
     app.include_router(open_router)
+    deps.document_security(app, keys_required=bool(settings.api_keys))
     app.add_route("/metrics", _metrics, include_in_schema=False)
     return app
 

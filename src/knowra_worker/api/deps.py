@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from knowra_worker.errors import Unauthorized
@@ -47,3 +47,26 @@ def require_api_key(
         raise Unauthorized("missing API key: send it in the X-API-Key header")
     if not any(secrets.compare_digest(given.encode(), k.encode()) for k in keys):
         raise Unauthorized("wrong API key")
+
+
+def document_security(app: FastAPI, keys_required: bool) -> None:
+    """Let the OpenAPI schema name the API-key schemes only when keys are configured.
+
+    The routes declare the key through FastAPI's security dependencies, so the generated
+    schema always asks for one; without KNOWRA_API_KEYS every route is open, and a schema
+    that demands a key (or promises a 401) would not tell the truth.
+    """
+    if keys_required:
+        return
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        schema.get("components", {}).pop("securitySchemes", None)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.pop("security", None)
+                operation.get("responses", {}).pop("401", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
