@@ -28,7 +28,7 @@ lint: $(BIN)/knowra-worker
 
 ## Throughput and memory, beside raw pypdfium2, on the PDFs of ../shared/corpus.
 bench: $(BIN)/knowra-worker
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python -m bench.throughput
 
 ## Word F1 of our text against the corpus ground truth, beside the plain libraries and markitdown.
 bench-quality: $(BIN)/knowra-worker

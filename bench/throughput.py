@@ -1,6 +1,6 @@
 """Throughput and memory of PDF parsing: raw pypdfium2 vs `parse` vs the whole service.
 
-    .venv/bin/python bench/throughput.py [--corpus DIR] [--out bench/results/latest.json]
+    .venv/bin/python -m bench.throughput [--corpus DIR] [--out bench/results/latest.json]
                                          [--repeat N] [--timeout S]
 
 On one set of PDFs (those pypdfium2 opens and extracts; the others are skipped everywhere):
@@ -22,7 +22,6 @@ import os
 import platform
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,13 +34,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import httpx2 as httpx
 import psutil
 import pypdfium2 as pdfium
 from rich.console import Console
 from rich.table import Table
+from tests.harness import FINAL_STATES, Service, free_port, knowra_env
 
-from knowra_worker import procs
 from knowra_worker.errors import KnowraError
 from knowra_worker.pipeline import parse_file
 
@@ -57,12 +55,10 @@ MEMORY_PHASE_S = 10 * 60
 READY_TIMEOUT_S = 120
 CLI_TIMEOUT_S = 300  # one `knowra-worker parse`
 PROBE_TIMEOUT_S = 300  # one fresh-interpreter RSS probe
-STOP_GRACE_S = 60
 SHUTDOWN_GRACE_S = 10  # KNOWRA_SHUTDOWN_GRACE_S of the services we start
 RSS_SAMPLE_S = 0.02
 STATUS_POLL_S = 0.1
 BATCH_POLL_S = 0.25
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 MIB = 1024 * 1024
 
 
@@ -264,117 +260,49 @@ def time_cli(pdfs: list[Pdf], workdir: Path) -> Timing:
 # --- a service subprocess ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def service_env(data_dir: Path, roots: list[Path], concurrency: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KNOWRA_")}
-    env.update(
-        {
-            "KNOWRA_REDIS_MODE": "embedded",
-            "KNOWRA_DATA_DIR": str(data_dir),
-            "KNOWRA_ALLOWED_ROOTS": ":".join(str(r) for r in roots),
-            "KNOWRA_CONCURRENCY": str(concurrency),
-            "KNOWRA_LOG_LEVEL": "INFO",
-            "KNOWRA_SHUTDOWN_GRACE_S": str(SHUTDOWN_GRACE_S),
-        }
-    )
-    return env
-
-
-class Service:
+def start_service(workdir: Path, roots: list[Path], concurrency: int) -> Service:
     """One `knowra-worker serve` with its own embedded Valkey; dies with this process."""
+    port = free_port()
+    env = knowra_env(
+        KNOWRA_REDIS_MODE="embedded",
+        KNOWRA_DATA_DIR=str(workdir / f"state-{port}"),
+        KNOWRA_ALLOWED_ROOTS=":".join(str(r) for r in [*roots, workdir]),
+        KNOWRA_CONCURRENCY=str(concurrency),
+        KNOWRA_LOG_LEVEL="INFO",
+        KNOWRA_SHUTDOWN_GRACE_S=str(SHUTDOWN_GRACE_S),
+    )
+    svc = Service(env, port, workdir, [*cli(), "serve", "--port", str(port), "--host", "127.0.0.1"])
+    try:
+        svc.wait_ready(READY_TIMEOUT_S)
+    except BaseException:
+        svc.close(SHUTDOWN_GRACE_S)
+        raise
+    return svc
 
-    def __init__(self, workdir: Path, roots: list[Path], concurrency: int) -> None:
-        self.port = free_port()
-        self.log_path = workdir / f"service-{self.port}.log"
-        env = service_env(workdir / f"state-{self.port}", [*roots, workdir], concurrency)
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [*cli(), "serve", "--port", str(self.port), "--host", "127.0.0.1"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=procs.die_with_parent,
-            )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
 
-    def __enter__(self) -> Service:
-        return self
+def log_tail(svc: Service) -> str:
+    return svc.log()[-3000:]
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
+def submit(svc: Service, pdf: Pdf, kb_id: str) -> str:
+    response = svc.start_task(
+        task_id=f"bench-{uuid.uuid4().hex[:12]}",
+        file_path=str(pdf.path),
+        kb_id=kb_id,
+        chunk_size=CHUNK_SIZE,
+        chunk_overlap=CHUNK_OVERLAP,
+    )
+    if response.is_error:
+        raise RuntimeError(
+            f"start_task {pdf.name}: {response.status_code} {response.text}\n{log_tail(svc)}"
+        )
+    return str(response.json()["task_id"])
 
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the service exited ({self.proc.returncode}):\n{self.log_tail()}")
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
-            with contextlib.suppress(httpx.TransportError, ValueError):
-                if self.http.get("/worker/heartbeat").json().get("status") == "ok":
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"the service was not ready in {timeout:.0f} s:\n{self.log_tail()}")
-
-    def submit(self, pdf: Pdf, kb_id: str) -> str:
-        task_id = f"bench-{uuid.uuid4().hex[:12]}"
-        body = {
-            "task_id": task_id,
-            "file_path": str(pdf.path),
-            "kb_id": kb_id,
-            "chunk_size": CHUNK_SIZE,
-            "chunk_overlap": CHUNK_OVERLAP,
-        }
-        response = self.http.post("/worker/start_task", json=body)
-        if response.is_error:
-            raise RuntimeError(
-                f"start_task {pdf.name}: {response.status_code} {response.text}\n{self.log_tail()}"
-            )
-        return task_id
-
-    def status(self, task_id: str) -> dict[str, Any]:
-        response = self.http.get("/worker/task_status", params={"task_id": task_id})
-        response.raise_for_status()
-        return dict(response.json())
-
-    def tasks(self, kb_id: str) -> list[dict[str, Any]]:
-        response = self.http.get("/worker/tasks", params={"kb_id": kb_id, "limit": 1000})
-        response.raise_for_status()
-        return list(response.json())
-
-    def tree(self) -> list[psutil.Process]:
-        """The service process and all its descendants (API, Celery, Valkey)."""
-        try:
-            root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def stop(self) -> None:
-        """SIGTERM and wait; then kill whatever of the tree is left."""
-        self.http.close()
-        tree = self.tree()[1:]
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        _, alive = psutil.wait_procs(tree, timeout=SHUTDOWN_GRACE_S)
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
+def list_tasks(svc: Service, kb_id: str) -> list[dict[str, Any]]:
+    response = svc.http.get("/worker/tasks", params={"kb_id": kb_id, "limit": 1000})
+    response.raise_for_status()
+    return list(response.json())
 
 
 # --- whole service throughput --------------------------------------------------------------
@@ -388,11 +316,11 @@ def error_code(status: dict[str, Any]) -> str:
 def wait_batch(svc: Service, kb_id: str, count: int, deadline: float) -> list[dict[str, Any]]:
     while time.monotonic() < deadline:
         svc.check_alive()
-        tasks = svc.tasks(kb_id)
+        tasks = list_tasks(svc, kb_id)
         if len(tasks) >= count and all(t["state"] in FINAL_STATES for t in tasks):
             return tasks
         time.sleep(BATCH_POLL_S)
-    raise TimeoutError(f"the service did not finish {count} tasks in time:\n{svc.log_tail()}")
+    raise TimeoutError(f"the service did not finish {count} tasks in time:\n{log_tail(svc)}")
 
 
 def service_batch(svc: Service, pdfs: list[Pdf], deadline: float) -> Timing:
@@ -401,7 +329,7 @@ def service_batch(svc: Service, pdfs: list[Pdf], deadline: float) -> Timing:
     names = {str(pdf.path): pdf.name for pdf in pdfs}
     start = time.time()
     for pdf in pdfs:
-        svc.submit(pdf, kb_id)
+        submit(svc, pdf, kb_id)
     tasks = wait_batch(svc, kb_id, len(pdfs), deadline)
     end = max(t["finished_at"] or t["updated_at"] for t in tasks)
     failures = {
@@ -415,8 +343,7 @@ def service_batch(svc: Service, pdfs: list[Pdf], deadline: float) -> Timing:
 
 def time_service(pdfs: list[Pdf], roots: list[Path], workdir: Path, repeat: int) -> Timing:
     deadline = time.monotonic() + SERVICE_PHASE_S
-    with Service(workdir, roots, concurrency=2) as svc:
-        svc.wait_ready()
+    with start_service(workdir, roots, concurrency=2) as svc:
         return best_of(repeat, lambda: service_batch(svc, pdfs, deadline))
 
 
@@ -484,17 +411,16 @@ def watch_rss(
                 return peak_child, peak_tree, state
             next_poll = time.monotonic() + STATUS_POLL_S
         time.sleep(RSS_SAMPLE_S)
-    raise TimeoutError(f"task {task_id} did not finish in time:\n{svc.log_tail()}")
+    raise TimeoutError(f"task {task_id} did not finish in time:\n{log_tail(svc)}")
 
 
 def service_memory(pdf: Pdf, roots: list[Path], workdir: Path) -> tuple[list[Rss], str]:
     deadline = time.monotonic() + MEMORY_PHASE_S
-    with Service(workdir, roots, concurrency=1) as svc:
-        svc.wait_ready()
+    with start_service(workdir, roots, concurrency=1) as svc:
         child = pool_child(svc)
         base_child, base_tree = _rss(child), sum(_rss(p) for p in svc.tree())
         reset = reset_peak_rss(child.pid)
-        task_id = svc.submit(pdf, f"bench-{uuid.uuid4().hex[:8]}")
+        task_id = submit(svc, pdf, f"bench-{uuid.uuid4().hex[:8]}")
         peak_child, peak_tree, state = watch_rss(svc, child, task_id, deadline)
         if reset:
             peak_child = max(peak_child, kernel_peak_rss(child.pid))
@@ -527,7 +453,8 @@ def probe(mode: str, path: Path) -> dict[str, Any]:
 
 def run_probe(mode: str, path: Path) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, str(HERE), "--probe", mode, str(path)],
+        [sys.executable, "-m", "bench.throughput", "--probe", mode, str(path)],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=PROBE_TIMEOUT_S,
