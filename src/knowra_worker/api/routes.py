@@ -52,13 +52,46 @@ def _enqueue(inst: Instance, status: TaskStatus) -> None:
 
 TaskId = Annotated[str, Query(min_length=1, max_length=200)]
 CONTROL_ERRORS = documented(400, 401, 404, 409, 503)
+OVERLAP_422 = (
+    "Validation Error: a field out of its range, or `chunk_overlap` not below `chunk_size` "
+    "(a rule between two fields that JSON Schema cannot state)"
+)
+_SSE_EVENT = {  # one event, as OpenAPI 3.2's itemSchema (and FastAPI's own SSE) describe it
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/TaskStatus"},
+                    {"$ref": "#/components/schemas/ErrorBody"},
+                ]
+            },
+        },
+    },
+}
+EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "`text/event-stream`: an `event: status` whose data is the task status "
+        "(JSON) per change of state or progress, until a final state; `event: error` if the "
+        "task disappears meanwhile",
+        "content": {"text/event-stream": {"itemSchema": _SSE_EVENT}},
+    }
+}
 
 
 @router.post(
     "/start_task",
     status_code=202,
     response_model=TaskStatus,
-    responses=documented(400, 401, 403, 409, 503),
+    responses={
+        200: {"model": TaskStatus, "description": "the task exists with these parameters"},
+        **documented(400, 401, 403, 409, 503),
+    },
+    openapi_extra={"responses": {"422": {"description": OVERLAP_422}}},
 )
 def start_task(req: StartTaskRequest, inst: InstanceDep, response: Response) -> TaskStatus:
     """Queue a document for parsing. The same task_id with the same parameters is
@@ -158,7 +191,11 @@ def cancel_task(ref: TaskRef, inst: InstanceDep, tasks: BackgroundTasks) -> Task
     return _control(inst, ref.task_id, Action.CANCEL, tasks)
 
 
-@router.get("/task_events", responses=documented(401, 404, 503))
+@router.get(
+    "/task_events",
+    response_class=StreamingResponse,
+    responses={**EVENT_STREAM, **documented(401, 404, 503)},
+)
 async def task_events(task_id: TaskId, store: StoreDep) -> StreamingResponse:
     """Server-sent events: one `status` event per change of state or progress, until a
     final state."""
