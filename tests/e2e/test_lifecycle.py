@@ -223,6 +223,26 @@ def test_serve_with_api_workers(tmp_path: Path, redis_url: str) -> None:
         check_stops_clean(svc)
 
 
+def test_gunicorn_with_uvicorn_workers(tmp_path: Path, redis_url: str) -> None:
+    """gunicorn's arbiter binds the socket and forks two uvicorn workers: one instance."""
+    pytest.importorskip("gunicorn")
+    port = free_port()
+    env = service_env(
+        tmp_path, KNOWRA_REDIS_URL=redis_url, KNOWRA_KEY_PREFIX=f"g{uuid.uuid4().hex[:8]}:"
+    )
+    args = [
+        *(sys.executable, "-m", "gunicorn", "knowra_worker.main:create_app()"),
+        *("-k", "uvicorn.workers.UvicornWorker", "-w", "2", "-b", f"127.0.0.1:{port}"),
+    ]
+    with Service(env, port, tmp_path, args) as svc:
+        svc.wait_ready()
+        tree = cmdlines(svc.descendants())
+        api = [c for c in tree if "celery" not in c]
+        assert len(api) == 2, tree
+        check_one_instance(svc, api_processes=0)
+        check_stops_clean(svc)
+
+
 def test_api_only_instance_with_a_separate_worker(tmp_path: Path, redis_url: str) -> None:
     """`KNOWRA_EMBEDDED_WORKER=false` serves the API alone; `knowra-worker worker` (on
     another machine, say) consumes its queue."""
