@@ -98,6 +98,7 @@ def test_schemathesis_finds_no_failure(instance: Service) -> None:
 
     run = _fuzz(instance, _config(instance.tmp / "schemathesis.toml", task_id), api_key)
     report = run.stdout + run.stderr
+    (instance.tmp / "schemathesis.log").write_text(report)  # kept beside the service log
     assert run.returncode == 0, report[-20000:]
     operations = len([op for path in schema["paths"].values() for op in path])
     assert re.search(rf"Selected: {operations}/{operations}\s+Tested: {operations}\b", report), (
