@@ -432,3 +432,30 @@ def test_every_script_call_retried_by_the_client_changes_nothing(rig: Rig, redis
     final = status(rig, task_id)
     assert final.attempts == 1 and final.units_parsed == 5
     assert normalize(rig.chunks(task_id), task_id) == expected
+
+
+def test_progress_of_a_resumed_flow_document_never_passes_its_total(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """A text file of many short paragraphs makes more units than its size suggests: after a
+    pause the resumed run keeps what it learned instead of falling back on the estimate."""
+    rig.settings = rig.settings.model_copy(update={"allowed_roots": [DATA, tmp_path]})
+    doc = tmp_path / "short-paragraphs.txt"
+    doc.write_text("\n\n".join(f"w{i}" for i in range(20_000)), encoding="utf-8")
+    task_id = rig.new_task_at(doc)
+    seen: list[tuple[int, int]] = []
+
+    def hook(index: int) -> None:
+        progress = status(rig, task_id).progress
+        seen.append((progress.units_done, progress.units_total))
+        if index == 6 and len(seen) == 7:
+            rig.store.control(task_id, "pause")
+
+    rig.hook = hook
+    assert rig.runner().run(task_id) is Outcome.PAUSED
+    assert rig.store.control(task_id, "resume") == ("queued", True)
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    assert all(done <= total for done, total in seen), seen
+    final = status(rig, task_id).progress
+    assert final.units_done == final.units_total == len(seen)
+    assert seen[0][1] < final.units_total  # the estimate was short: the case that matters
