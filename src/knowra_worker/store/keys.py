@@ -1,17 +1,17 @@
 """Every Redis key the service uses, in one place.
 
-    {p}task:{id}                hash: the task status, its parameters, epoch and checkpoint
-    {p}task:{id}:chunks:{g}     hash: seq -> chunk JSON, one per run generation g
-    {p}task:{id}:stage          hash: chunks of a large unit held apart until its commit
-    {p}lease:{id}               string with TTL: the instance whose worker holds the task
-    {p}tasks                    sorted set: task ids by creation time
-    {p}active                   set: ids of tasks not yet final (watched by the recovery loop)
-    {p}recovery                 string with TTL: the instance running the recovery sweep now
-    {p}kb:{kb_id}:tasks         sorted set: a knowledge base's task ids by creation time
-    {p}instance:{id}            string with TTL: one live instance's registration (JSON)
-    {p}instance:{id}:celery     string: pid of the instance's Celery worker once ready
-    {p}instances                sorted set: instance ids by last heartbeat
-    {p}celery:...               Celery's own queues (kombu's global key prefix)
+{p}task:{id}                hash: the task status, its parameters, epoch and checkpoint
+{p}task:{id}:chunks:{g}     hash: seq -> chunk JSON, one per run generation g
+{p}task:{id}:stage          hash: chunks of a large unit held apart until its commit
+{p}lease:{id}               string with TTL: the instance whose worker holds the task
+{p}tasks                    sorted set: task ids by creation time
+{p}active                   set: ids of tasks not yet final (watched by the recovery loop)
+{p}recovery                 string with TTL: the instance running the recovery sweep now
+{p}kb:{kb_id}:tasks         sorted set: a knowledge base's task ids by creation time
+{p}instance:{id}            string with TTL: one live instance's registration (JSON)
+{p}instance:{id}:celery     string: pid of the instance's Celery worker once ready
+{p}instances                sorted set: instance ids by last heartbeat
+{p}celery:...               Celery's own queues (kombu's global key prefix)
 """
 
 from __future__ import annotations
