@@ -28,16 +28,30 @@ class BlockKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Block:
+    """One element of a document, in two forms: plain text, and Markdown.
+
+    `text` is the block as plain text (what `"text_format": "plain"` gives), never empty.
+    `markdown` is its content as Markdown where that differs from `text` (links as
+    `[text](url)`, equations as LaTeX, ...); empty means the same as `text`. The chunker adds
+    the block-level Markdown itself: `#` marks from `level` for headings, fences for code,
+    and a pipe table from `rows` for tables (split between rows, the header repeated).
+    """
+
     kind: BlockKind
     text: str
     page: int | None = None  # 1-based page number, paginated formats only
     level: int = 0  # headings: 0 for a document title, 1..9 by depth; 0 for other blocks
+    markdown: str = ""
+    rows: tuple[tuple[str, ...], ...] = ()  # TABLE: the cells row by row, the header first
 
 
 @dataclass(slots=True)
 class Unit:
     index: int  # 0-based position in the document's unit stream
     blocks: list[Block] = field(default_factory=list)
+    # what could not be read in this unit and was skipped, or how it was read (OCR), in a
+    # few words a user understands: "slide 3: a shape of an unknown kind was skipped"
+    warnings: list[str] = field(default_factory=list)
 
 
 class Document(Protocol):

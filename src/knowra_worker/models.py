@@ -85,6 +85,10 @@ class TaskStatus(BaseModel):
     generation: int = Field(
         default=0, description="The run: 0 for the first, one more for each forced re-run."
     )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What could not be read and was skipped, and which pages were read by OCR.",
+    )
     result_generation: int = Field(
         default=0,
         description="The run whose chunks task_result serves: the last one that succeeded, "

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 STAGE_CHUNKS = 500  # a unit making more chunks than this commits them in parts
 STAGE_BYTES = 1 << 20  # ... or more encoded bytes than this
 STAGE_TTL_MS = 24 * 3600 * 1000  # parts of a unit whose worker died are dropped after this
+MAX_WARNINGS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +239,7 @@ class TaskRunner:
                 ctx.chunk_size, ctx.chunk_overlap, ChunkerState.from_dict(saved) if saved else None
             )
             next_unit = int(checkpoint.get("next_unit", 0))
+            own.warnings = list(checkpoint.get("warnings", []))
             own.start(doc, next_unit, int(raw["progress"]["units_total"]), restart)
             self._parse_units(own, doc, chunker, ctx, next_unit)
 
@@ -247,6 +249,7 @@ class TaskRunner:
         batch: list[tuple[int, str]] = []
         parsed = 0
         for unit, raws in chunk_stream(doc, chunker, next_unit):
+            own.warn(unit.warnings)
             batch.extend(ctx.encoded(r) for r in raws)
             parsed, next_unit = parsed + 1, unit.index + 1
             if chunker.state.seq > self.settings.max_chunks:
@@ -285,6 +288,7 @@ class _Owned:
         self.store = runner.store
         self.base = base  # the checkpoint the store holds, as far as this worker knows
         self.source = ""  # the file's signature, kept in the checkpoint
+        self.warnings: list[str] = []  # what was skipped or OCR'd so far, kept likewise
 
     def params(self) -> dict[str, Any]:
         status = self.store.get_status(self.task_id)
@@ -301,7 +305,8 @@ class _Owned:
         }  # fmt: skip
         reached = Position(0, 0) if restart else self.base
         if restart:
-            fields["checkpoint"] = ""
+            fields.update(checkpoint="", warnings="[]")
+            self.warnings = []
         self._obey(self._commit(fields, [], reached, 0, reset=restart))
 
     def checkpoint(
@@ -316,12 +321,22 @@ class _Owned:
         units_total = next_unit if final else max(doc.units_total, next_unit)
         if not doc.units_total_exact and not final:
             units_total = max(units_total, next_unit + 1)
-        cp = {"next_unit": next_unit, "chunker": chunker.state.to_dict(), "source": self.source}
-        fields = {"checkpoint": _dumps(cp), "units_total": units_total}
+        cp = {"next_unit": next_unit, "chunker": chunker.state.to_dict(), "source": self.source,
+              "warnings": self.warnings}  # fmt: skip
+        fields = {"checkpoint": _dumps(cp), "units_total": units_total,
+                  "warnings": _dumps(self.warnings)}  # fmt: skip
         rest = self._stage(chunks)
         state = self._commit(fields, rest, Position(next_unit, chunker.state.seq), parsed)
         if not final:
             self._obey(state)
+
+    def warn(self, warnings: list[str]) -> None:
+        """Keep a unit's warnings (at most MAX_WARNINGS, then one line says how many more)."""
+        for warning in warnings:
+            if len(self.warnings) < MAX_WARNINGS:
+                self.warnings.append(warning)
+            elif len(self.warnings) == MAX_WARNINGS:
+                self.warnings.append("more warnings were left out")
 
     def _stage(self, chunks: list[tuple[int, str]]) -> list[tuple[int, str]]:
         """Send all but the last part of a large unit's chunks ahead; the rest goes with

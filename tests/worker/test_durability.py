@@ -459,3 +459,27 @@ def test_progress_of_a_resumed_flow_document_never_passes_its_total(
     final = status(rig, task_id).progress
     assert final.units_done == final.units_total == len(seen)
     assert seen[0][1] < final.units_total  # the estimate was short: the case that matters
+
+
+@pytest.mark.parametrize("kind", ["pause", "crash"])
+def test_warnings_of_every_unit_reach_the_status_once(rig: Rig, kind: str) -> None:
+    rig.warn_every_unit = True
+    rig.mid_unit = True  # interrupted with the unit parsed but not committed
+    task_id = rig.new_task("multi_page.pdf")
+    if kind == "pause":
+        pause_at(rig, task_id, 2)
+        assert rig.runner().run(task_id) is Outcome.PAUSED
+        rig.store.control(task_id, "resume")
+    else:
+        crash_at(rig, 2)
+        with pytest.raises(Crash):
+            rig.runner().run(task_id)
+        rig.lapse_lease(task_id)
+    done = status(rig, task_id).progress.units_done
+    assert 0 < done < 5  # the warnings of the committed units, and only theirs
+    assert status(rig, task_id).warnings == [
+        f"unit {i}: something was skipped" for i in range(done)
+    ]
+    rig.hook = lambda index: None
+    assert rig.runner().run(task_id) is Outcome.SUCCEEDED
+    assert status(rig, task_id).warnings == [f"unit {i}: something was skipped" for i in range(5)]

@@ -332,7 +332,7 @@ if action == 'rerun' then  -- a new run from the start, in a new generation
   redis.call('DEL', stage)
   redis.call('HINCRBY', task, 'gen', 1)
   redis.call('HSET', task, 'checkpoint', '', 'units_done', 0, 'chunks', 0, 'units_parsed', 0,
-    'attempts', 0, 'started_at', '')
+    'attempts', 0, 'started_at', '', 'warnings', '')
 end
 enter(rule.to, rule, now, ttl, task_id)
 return remember('c', op, reply({outcome='ok', state=rule.to, changed=true}))

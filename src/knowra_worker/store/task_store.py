@@ -42,7 +42,7 @@ R = TypeVar("R")
 _STATUS_FIELDS = (
     "task_id kb_id state file_path chunk_size chunk_overlap priority metadata error attempts "
     "worker_id created_at started_at updated_at finished_at units_done units_total unit "
-    "chunks mime_type units_parsed worker_pid gen pub"
+    "chunks mime_type units_parsed worker_pid gen pub warnings"
 ).split()
 _SCRIPT_TRIES = 4
 _SCRIPT_BACKOFF_S = 0.2
@@ -474,4 +474,5 @@ def _status_from_hash(raw: dict[str, Any]) -> TaskStatus:
         worker_pid=int(raw["worker_pid"]) if raw["worker_pid"] else None,
         generation=int(raw["gen"] or 0),
         result_generation=int(pub) if pub else int(raw["gen"] or 0),
+        warnings=json.loads(raw["warnings"] or "[]"),
     )
