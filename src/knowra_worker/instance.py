@@ -273,8 +273,10 @@ class Instance:
         return pid is not None and procs.pid_alive(pid)
 
     def celery_worker_ready(self) -> bool:
-        """The instance's Celery worker runs and has said it consumes."""
-        return self.celery_worker_alive() and self.store.celery_ready(self.instance_id)
+        """The instance's Celery worker runs, has said it consumes, and its pool processes
+        have warmed up (parsers imported, Redis connected)."""
+        pool = self.settings.concurrency
+        return self.celery_worker_alive() and self.store.celery_ready(self.instance_id, pool)
 
     def record(self) -> OwnerRecord:
         return OwnerRecord(

@@ -172,6 +172,7 @@ class TaskRunner:
         self.instance_id = instance_id
         self.should_yield = should_yield
         self.lease_ms = int(settings.lease_ttl_s * 1000)
+        self.callback_url: str | None = None  # of the task run last: where to tell it ended
 
     def run(self, task_id: str) -> Outcome:
         gave_up = WorkerCrashed(
@@ -186,9 +187,10 @@ class TaskRunner:
         if claim.repaired:
             log.warning("task %s: the store had lost chunks of this run; starting over", task_id)
         log.info("task %s: attempt %d, epoch %d", task_id, claim.attempts, claim.epoch)
+        self.callback_url = (claim.task or {}).get("callback_url") or None
         with _Lease(self, task_id, claim.epoch) as lease:
             start = Position(claim.units_done, claim.chunks)
-            own = _Owned(self, task_id, claim.epoch, lease, start)
+            own = _Owned(self, task_id, claim.epoch, lease, start, claim.task)
             return self._run_owned(own, claim.attempts, claim.checkpoint)
 
     def _run_owned(self, own: _Owned, attempts: int, checkpoint: dict[str, Any] | None) -> Outcome:
@@ -274,7 +276,6 @@ class TaskRunner:
                 "(a scanned PDF needs OCR, which this service does not do)"
             )
         own.checkpoint(batch, next_unit, chunker, doc, parsed, final=True)
-        own.succeed()
 
 
 class _Owned:
@@ -282,16 +283,26 @@ class _Owned:
     extends, and may end the run."""
 
     def __init__(
-        self, runner: TaskRunner, task_id: str, epoch: int, lease: _Lease, base: Position
+        self,
+        runner: TaskRunner,
+        task_id: str,
+        epoch: int,
+        lease: _Lease,
+        base: Position,
+        task: dict[str, str] | None = None,
     ) -> None:
         self.runner, self.task_id, self.epoch, self.lease = runner, task_id, epoch, lease
         self.store = runner.store
+        self.task = task  # the task's fields as the claim answered them
+        self.pending: dict[str, Any] = {}  # fields that go with the next commit
         self.base = base  # the checkpoint the store holds, as far as this worker knows
         self.source = ""  # the file's signature, kept in the checkpoint
         self.warnings: list[str] = []  # what was skipped or OCR'd so far, kept likewise
 
     def params(self) -> dict[str, Any]:
-        status = self.store.get_status(self.task_id)
+        """The task's parameters and status: from the claim, without another read."""
+        status = self.store.status_of(self.task) if self.task else None
+        status = status or self.store.get_status(self.task_id)
         if status is None:
             raise _Stop(Outcome.LOST)
         return status.model_dump()
@@ -303,11 +314,12 @@ class _Owned:
         fields: dict[str, Any] = {
             "mime_type": doc.mime_type, "unit": doc.unit_name, "units_total": total,
         }  # fmt: skip
-        reached = Position(0, 0) if restart else self.base
-        if restart:
-            fields.update(checkpoint="", warnings="[]")
-            self.warnings = []
-        self._obey(self._commit(fields, [], reached, 0, reset=restart))
+        if not restart:
+            self.pending = fields  # they go with the first checkpoint: one write less
+            return
+        fields.update(checkpoint="", warnings="[]")
+        self.warnings = []
+        self._obey(self._commit(fields, [], Position(0, 0), 0, reset=True))
 
     def checkpoint(
         self,
@@ -326,9 +338,12 @@ class _Owned:
         fields = {"checkpoint": _dumps(cp), "units_total": units_total,
                   "warnings": _dumps(self.warnings)}  # fmt: skip
         rest = self._stage(chunks)
-        state = self._commit(fields, rest, Position(next_unit, chunker.state.seq), parsed)
+        reached = Position(next_unit, chunker.state.seq)
+        state = self._commit(fields, rest, reached, parsed, finish=final)
         if not final:
             self._obey(state)
+        elif state is not State.SUCCEEDED:  # a cancel asked for meanwhile won
+            raise _Stop(_REACHED.get(state, Outcome.LOST))
 
     def warn(self, warnings: list[str]) -> None:
         """Keep a unit's warnings (at most MAX_WARNINGS, then one line says how many more)."""
@@ -357,12 +372,6 @@ class _Owned:
             if reply.refused:
                 return  # the pause was withdrawn meanwhile: go on
             raise _Stop(self._ended(reply))
-
-    def succeed(self) -> None:
-        reply = self.store.settle(self.task_id, self.epoch, Action.SUCCEED, {"error": ""})
-        outcome = self._ended(reply)
-        if outcome is not Outcome.SUCCEEDED:
-            raise _Stop(outcome)
 
     def fail(self, exc: KnowraError) -> Outcome:
         log.info("task %s failed: %s %s", self.task_id, exc.code, exc.message)
@@ -401,13 +410,16 @@ class _Owned:
         reached: Position,
         parsed: int,
         reset: bool = False,
+        finish: bool = False,
     ) -> State:
         if self.lease.lost:
             raise _Stop(Outcome.LOST)
+        fields = {**self.pending, **fields, "updated_at": time.time()}
         reply = self.store.commit(
             self.task_id, self.epoch, self.runner.instance_id, self.runner.lease_ms, self.base,
-            reached, {**fields, "updated_at": time.time()}, chunks, parsed, reset,
+            reached, fields, chunks, parsed, reset, finish,
         )  # fmt: skip
+        self.pending = {}
         self._check(reply)
         self.base = reached
         assert reply.state is not None

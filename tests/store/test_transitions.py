@@ -171,3 +171,27 @@ def test_the_table_is_what_the_scripts_use() -> None:
         assert source.startswith(rendered)
         body = source[len(scripts._PRELUDE) :]
         assert "task, 'state'" not in body, f"{name} writes a state outside enter()"
+
+
+@pytest.mark.parametrize("state", [State.RUNNING, State.PAUSING, State.CANCELLING])
+def test_the_last_commit_ends_the_run_as_succeed_would(store: TaskStore, state: State) -> None:
+    task_id = new_task(store)
+    put_in_state(store, task_id, state)
+    reply = store.commit(task_id, 1, "w1", LEASE_MS, Position(2, 2), Position(3, 3), {},
+                         [chunk(2)], units_parsed=1, finish=True)  # fmt: skip
+    r = rule(state, Action.SUCCEED)
+    assert r is not None and (reply.outcome, reply.state) == ("ok", r.to)
+    after = snapshot(store, task_id)
+    assert after["state"] == r.to and not after["lease"] and not after["active"]
+    if r.to is State.SUCCEEDED:
+        assert after["pub"] == after["gen"] and after["run_chunks"] == 3
+
+
+def test_the_last_commit_refuses_a_run_whose_chunks_went_missing(store: TaskStore) -> None:
+    task_id = new_task(store)
+    put_in_state(store, task_id, State.RUNNING)
+    store.r.hdel(store.keys.chunks(task_id, 0), "1")  # the store lost a write
+    before = snapshot(store, task_id)
+    reply = store.commit(task_id, 1, "w1", LEASE_MS, Position(2, 2), Position(3, 3), {},
+                         [chunk(2)], units_parsed=1, finish=True)  # fmt: skip
+    assert reply.diverged and snapshot(store, task_id) == before

@@ -113,6 +113,19 @@ def formats() -> tuple[Format, ...]:
     return _current().formats
 
 
+def preload() -> list[str]:
+    """Import the parsing libraries every parser module names in its `PRELOAD` tuple, ahead
+    of the first document: a worker process does it when it starts, so that its first task
+    does not wait for them. Answers the libraries imported."""
+    loaded = []
+    modules = sorted({declared.parser.__module__ for declared in formats()})
+    for module in modules:
+        for library in getattr(importlib.import_module(module), "PRELOAD", ()):
+            importlib.import_module(library)
+            loaded.append(library)
+    return loaded
+
+
 def detect(path: Path) -> str:
     """The MIME type of the file's content (raises EmptyDocument, EncryptedFile, IO errors)."""
     return _detect.detect_type(path, formats())

@@ -69,6 +69,9 @@ class Keys:
     def celery_ready(self, instance_id: str) -> str:
         return f"{self.prefix}instance:{instance_id}:celery"
 
+    def pool_warm(self, instance_id: str) -> str:
+        return f"{self.prefix}instance:{instance_id}:warm"
+
     @property
     def instances(self) -> str:
         return f"{self.prefix}instances"

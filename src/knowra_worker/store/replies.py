@@ -68,6 +68,7 @@ class Claim(Reply):
     units_done: int = 0
     chunks: int = 0
     repaired: bool = False  # the store had lost chunks: the run starts over
+    task: dict[str, str] | None = None  # the task's fields (its parameters and status)
 
 
 def decode(raw: str | bytes) -> Reply:
@@ -87,6 +88,7 @@ def decode_claim(raw: str | bytes) -> Claim:
         units_done=int(data.get("units_done", 0)),
         chunks=int(data.get("chunks", 0)),
         repaired=bool(data.get("repaired", False)),
+        task=_fields(data.get("task")),
     )
 
 
@@ -101,6 +103,13 @@ class Page:
 
 def decode_page(raw: list[Any]) -> Page:
     return Page(int(raw[0]), int(raw[1]), [str(v) for v in raw[2:] if v is not None])
+
+
+def _fields(value: Any) -> dict[str, str] | None:
+    """A hash's fields as cjson gives them (an empty Lua table encodes as a list)."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return {} if value == [] else None
 
 
 def _state(data: dict[str, Any]) -> State | None:

@@ -195,9 +195,17 @@ enter('running', rule, now, ttl, task_id)
 redis.call('HSET', task, 'attempts', attempts, 'worker_id', ARGV[2], 'worker_pid', ARGV[9])
 if (field('started_at') or '') == '' then redis.call('HSET', task, 'started_at', now) end
 redis.call('SET', lease, ARGV[2], 'PX', ARGV[4])
+-- the task's parameters and status come with the claim: the worker needs no other read
+local fields, all = {}, redis.call('HGETALL', task)
+for i = 1, #all - 1, 2 do
+  local name = all[i]
+  if name ~= 'checkpoint' and name ~= 'w_reply' and name ~= 'c_reply' then
+    fields[name] = all[i + 1]
+  end
+end
 return remember('w', op, reply({outcome='ok', state='running', epoch=epoch, attempts=attempts,
   checkpoint=field('checkpoint') or '', units_done=num('units_done'), chunks=num('chunks'),
-  repaired=repaired}))
+  repaired=repaired, task=fields}))
 """
 )
 
@@ -242,17 +250,21 @@ COMMIT = (
     _PRELUDE
     + _CHECKPOINT_BASE
     + """
--- A checkpoint: the unit's chunks (with those staged), progress and the checkpoint itself.
+-- A checkpoint: the unit's chunks (with those staged), progress and the checkpoint itself;
+-- with `finish`, the last one: the run then succeeds in the same step (as SETTLE succeed).
 -- ARGV: op, epoch, instance_id, lease_ms, units_done, chunks, staged, new units_done,
---       new chunks, units_parsed delta, reset ('1': start the run over first), n fields,
---       field/value pairs (n), seq/chunk pairs...
+--       new chunks, units_parsed delta, flags ('reset': start the run over first,
+--       'finish'), n fields, field/value pairs (n), seq/chunk pairs..., now, ttl_s, task_id
 local op = ARGV[1]
 local again = remembered('w', op)
 if again then return again end
 if field('epoch') ~= ARGV[2] then return reply({outcome='stale'}) end
 local st = field('state')
 if not st or not rule_for(st, 'commit') then return reply({outcome='stale', state=st}) end
-local reset = ARGV[11] == '1'
+local reset = string.find(ARGV[11], 'reset', 1, true) ~= nil
+local finish = string.find(ARGV[11], 'finish', 1, true) ~= nil
+local now, ttl, task_id = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
+local last_chunk = #ARGV - 3
 if not reset and not extends_base(ARGV[5], ARGV[6], ARGV[7]) then
   return reply({outcome='diverged', state=st})
 end
@@ -261,8 +273,13 @@ local first_chunk = 13 + 2 * nfields
 local staged = tonumber(ARGV[7])
 local base_chunks = tonumber(ARGV[6])
 if reset then base_chunks = 0; staged = 0 end
-if base_chunks + staged + (#ARGV - first_chunk + 1) / 2 ~= tonumber(ARGV[9]) then
+if base_chunks + staged + (last_chunk - first_chunk + 1) / 2 ~= tonumber(ARGV[9]) then
   return reply({outcome='invalid', state=st})
+end
+local done = finish and rule_for(st, 'succeed') or nil
+if done and done.to == 'succeeded' and not reset
+    and redis.call('HLEN', chunks_key(gen())) ~= base_chunks then
+  return reply({outcome='diverged', state=st})  -- published only with exactly its chunks
 end
 -- validated: write
 if reset then drop_run() end
@@ -274,10 +291,15 @@ if staged > 0 then
   end
 end
 redis.call('DEL', stage)
-for i = first_chunk, #ARGV - 1, 2 do redis.call('HSET', target, ARGV[i], ARGV[i + 1]) end
+for i = first_chunk, last_chunk - 1, 2 do redis.call('HSET', target, ARGV[i], ARGV[i + 1]) end
 for i = 13, first_chunk - 2, 2 do redis.call('HSET', task, ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', task, 'units_done', ARGV[8], 'chunks', ARGV[9])
 redis.call('HINCRBY', task, 'units_parsed', ARGV[10])
+if done then
+  if done.to == 'succeeded' then redis.call('HSET', task, 'error', '') end
+  enter(done.to, done, now, ttl, task_id)
+  return remember('w', op, reply({outcome='ok', state=done.to}))
+end
 redis.call('SET', lease, ARGV[3], 'PX', ARGV[4])
 return remember('w', op, reply({outcome='ok', state=st}))
 """

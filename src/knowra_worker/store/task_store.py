@@ -291,15 +291,23 @@ class TaskStore:
         chunks: list[tuple[int, str]],
         units_parsed: int = 0,
         reset: bool = False,
+        finish: bool = False,
     ) -> Reply:
         """Atomically store the unit's chunks (and those staged), the progress and the
         checkpoint, moving the task from checkpoint `base` to `reached` (with `reset`, after
-        dropping this run's chunks). The reply's state tells of a pause or cancel asked for."""
-        flat = _pairs(fields)
+        dropping this run's chunks). The reply's state tells of a pause or cancel asked for.
+        With `finish` this is the run's last checkpoint and the task succeeds with it (or
+        ends as a pending cancel says)."""
+        flags = ",".join(name for name, on in (("reset", reset), ("finish", finish)) if on)
         args = [self._op(), epoch, instance_id, lease_ms, base.units_done, base.chunks,
-                base.staged, reached.units_done, reached.chunks, units_parsed, int(reset),
-                len(fields), *flat, *_chunk_pairs(chunks)]  # fmt: skip
+                base.staged, reached.units_done, reached.chunks, units_parsed, flags,
+                len(fields), *_pairs(fields), *_chunk_pairs(chunks), time.time(), self.ttl,
+                task_id]  # fmt: skip
         return replies.decode(self._run("COMMIT", task_id, args))
+
+    def status_of(self, fields: dict[str, str]) -> TaskStatus:
+        """A task status from the task's fields as a claim answers them."""
+        return _status_from_hash({name: fields.get(name) for name in _STATUS_FIELDS})
 
     @_store_errors
     def renew_lease(self, task_id: str, epoch: int, instance_id: str, lease_ms: int) -> bool:
@@ -390,7 +398,11 @@ class TaskStore:
     @_store_errors
     def unregister_instance(self, instance_id: str) -> None:
         with self._pipe() as pipe:
-            pipe.delete(self.keys.instance(instance_id), self.keys.celery_ready(instance_id))
+            pipe.delete(
+                self.keys.instance(instance_id),
+                self.keys.celery_ready(instance_id),
+                self.keys.pool_warm(instance_id),
+            )
             pipe.zrem(self.keys.instances, instance_id)
 
     @_store_errors
@@ -411,8 +423,22 @@ class TaskStore:
             self.r.set(self.keys.celery_ready(instance_id), pid)
 
     @_store_errors
-    def celery_ready(self, instance_id: str) -> bool:
-        return bool(self.r.exists(self.keys.celery_ready(instance_id)))
+    def celery_ready(self, instance_id: str, pool_size: int = 0) -> bool:
+        """The Celery worker consumes, and `pool_size` of its pool processes are warm."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.exists(self.keys.celery_ready(instance_id))
+        pipe.scard(self.keys.pool_warm(instance_id))
+        consuming, warm = pipe.execute()
+        return bool(consuming) and int(warm) >= pool_size
+
+    @_store_errors
+    def mark_pool_warm(self, instance_id: str, pid: int | None) -> None:
+        """A pool process has loaded what tasks need; None forgets every pool process."""
+        key = self.keys.pool_warm(instance_id)
+        if pid is None:
+            self.r.delete(key)
+        else:
+            self.r.sadd(key, pid)
 
     @_store_errors
     def ping(self) -> bool:

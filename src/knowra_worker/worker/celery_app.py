@@ -38,8 +38,10 @@ def create_celery(settings: Settings, broker_url: str | None = None) -> Celery:
             "global_keyprefix": f"{settings.key_prefix}celery:",
         },
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost every task a few publishes even when nobody listens; Flower
+        # turns them on in the workers when it starts (`enable_events`).
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
     return app

@@ -19,6 +19,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from knowra_worker import callbacks
 from knowra_worker.errors import KnowraError
+from knowra_worker.parsers import registry
 from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.procs import die_with_parent, pid_alive
 from knowra_worker.settings import get_settings
@@ -50,9 +51,14 @@ def _instance_gone() -> bool:
 
 @worker_process_init.connect
 def _init_pool_process(**_: object) -> None:
+    """Warm up before the first task: the parsing libraries imported, the Redis connection
+    open; then say so (the instance reports ready once every pool process has)."""
     die_with_parent(signal.SIGKILL)
     runner.cache_clear()
-    runner()
+    run = runner()
+    registry.preload()
+    run.store.ping()
+    run.store.mark_pool_warm(instance_id(), os.getpid())
 
 
 @worker_ready.connect
@@ -89,19 +95,20 @@ def backoff_s(retries: int) -> float:
 def parse_document(self: Task, task_id: str) -> str:
     run = runner()
     outcome = run.run(task_id)
-    if outcome is Outcome.RETRY:
+    if outcome is Outcome.RETRY:  # a transient error: again after a backoff
         raise self.retry(countdown=backoff_s(self.request.retries))
-    if outcome in FINAL_OUTCOMES:
-        notify(run.store, task_id)
+    if outcome is Outcome.REQUEUED:  # handed back: any worker may take it at once
+        raise self.retry(countdown=0)
+    if outcome in FINAL_OUTCOMES and run.callback_url:
+        notify(run.store, task_id, run.callback_url)
     return outcome.value
 
 
 FINAL_OUTCOMES = {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED}
 
 
-def notify(store: TaskStore, task_id: str) -> None:
-    """POST the final status to the task's callback_url, if it has one."""
-    url = store.callback_url(task_id)
-    status = store.get_status(task_id) if url else None
-    if url and status is not None and status.state.is_final:
+def notify(store: TaskStore, task_id: str, url: str) -> None:
+    """POST the final status to the task's callback_url."""
+    status = store.get_status(task_id)
+    if status is not None and status.state.is_final:
         callbacks.send(url, status)
