@@ -1,17 +1,26 @@
 """The chunker: blocks in, size-bounded overlapping chunks out, resumable at any block.
 
-The document's *extracted text* is the stripped text of every non-blank block, joined by
-one blank line ("\\n\\n"). Every chunk is an exact slice of that text:
-``text == extracted[char_start:char_end]``.
+The document's *extracted text* is every non-blank block rendered in the task's text format
+(`document.render`: Markdown by default, or plain text), joined by one blank line
+("\\n\\n"). Every chunk is a slice of that text: ``text == extracted[char_start:char_end]``,
+except a part of a Markdown table split between rows: it starts with the table's header
+row and separator line again, ``header_chars`` characters that the offsets do not cover
+(``text[header_chars:] == extracted[char_start:char_end]``; the header itself is in the
+extracted text above, where the table starts).
+
+Sizes count characters, or tokens of a tiktoken encoding (`length_unit` "tokens"); offsets
+always count characters.
 
 Rules (DESIGN.md "Chunks"):
-- no chunk is longer than ``chunk_size`` characters;
+- no chunk is longer than ``chunk_size`` (characters or tokens), repeated header included;
 - a heading starts a new section: the text before it is flushed, and no overlap crosses it.
   Headings directly under one another (no body between, each deeper) stay together. A
   heading's level places it in the heading path: 0 is a document title, 1..9 headings;
-- a table is chunked on its own (``content_type`` "table"), preferring row boundaries;
-- inside a section, consecutive chunks share up to ``chunk_overlap`` characters, starting on
-  a word boundary;
+- a table is chunked on its own (``content_type`` "table"), preferring row boundaries. In
+  Markdown, a table too long for one chunk is cut into parts of whole rows, each part after
+  the first repeating the header; a row too long for a chunk (with the header) is cut as text;
+- inside a section, consecutive chunks share up to ``chunk_overlap`` characters (or tokens),
+  starting on a word boundary; parts of a Markdown table share none;
 - split points prefer, in order: paragraph breaks, line breaks, sentence ends, spaces; a
   word longer than ``chunk_size`` is cut hard.
 
@@ -26,7 +35,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from knowra_worker.document import Block, BlockKind
+from knowra_worker.document import Block, BlockKind, TextFormat, pipe_table, render
+from knowra_worker.tokens import TokenCounter, token_counter
 
 BLOCK_SEPARATOR = "\n\n"
 _SENTENCE_END = re.compile(r"[.!?;:。！？；](?=\s)|[。！？；]")
@@ -43,6 +53,7 @@ class RawChunk:
     page_end: int | None
     headings: tuple[str, ...]
     content_type: str
+    header_chars: int = 0  # leading characters repeating a table's header, outside the offsets
 
 
 @dataclass(slots=True)
@@ -67,30 +78,76 @@ class ChunkerState:
         return state
 
 
+class Measure:
+    """Lengths in characters, or in tokens of a tiktoken encoding.
+
+    The splitter asks for character positions: where the first `n` units of a text end
+    (`span`), where its last `n` begin (`tail_start`), and checks each candidate piece once
+    (`length`). Characters answer exactly; tokens from one encoding of a window of text, the
+    candidate then counted exactly (a piece cut out of a text may encode to a token more or
+    less than its share of the whole).
+    """
+
+    def __init__(self, tokenizer: str | None = None) -> None:
+        self.tokens: TokenCounter | None = token_counter(tokenizer) if tokenizer else None
+        self.exact = self.tokens is None
+
+    def length(self, text: str) -> int:
+        return len(text) if self.tokens is None else self.tokens.count(text)
+
+    def span(self, text: str, pos: int, n: int) -> int | None:
+        """The index after the first `n` units of text[pos:]; None if it has at most `n`."""
+        if self.tokens is None or len(text) - pos <= n:  # a token holds one character or more
+            return pos + n if len(text) - pos > n else None
+        window = 8 * (n + 1)
+        while True:
+            ends = self.tokens.token_ends(text[pos : pos + window], n + 1)
+            if len(ends) > n:
+                return pos + (ends[n - 1] if n else 0)
+            if pos + window >= len(text):
+                return None
+            window *= 4
+
+    def tail_start(self, text: str, start: int, end: int, n: int) -> int:
+        """Where the last `n` units of text[start:end] begin."""
+        if self.tokens is None:
+            return max(end - n, start)
+        ends = self.tokens.token_ends(text[start:end])
+        first = len(ends) - n  # tokens before the last n
+        return start + (ends[first - 1] if first >= 1 else 0)
+
+
 class Chunker:
     def __init__(
-        self, chunk_size: int, chunk_overlap: int, state: ChunkerState | None = None
+        self,
+        chunk_size: int,
+        chunk_overlap: int,
+        state: ChunkerState | None = None,
+        *,
+        text_format: TextFormat = "markdown",
+        tokenizer: str | None = None,
     ) -> None:
+        """`tokenizer` (a name of `tokens.TOKENIZERS`) makes sizes count tokens."""
         if chunk_size < 1 or not 0 <= chunk_overlap < chunk_size:
             raise ValueError("need chunk_size >= 1 and 0 <= chunk_overlap < chunk_size")
         self.size = chunk_size
         self.overlap = chunk_overlap
         self.min_split = max(chunk_size // 3, chunk_overlap + 1)
+        self.text_format = text_format
+        self.measure = Measure(tokenizer)
         self.state = state or ChunkerState()
 
     # -- feeding ------------------------------------------------------------------------
 
     def feed(self, block: Block) -> list[RawChunk]:
-        text = block.text.strip()
+        text = render(block, self.text_format)
         if not text:
             return []
         out: list[RawChunk] = []
         if block.kind is BlockKind.HEADING:
-            self._open_heading(block.level, text, out)
+            self._open_heading(block.level, block.text.strip(), out)
         elif block.kind is BlockKind.TABLE:
-            self._flush(out)
-            self._append(text, block.page)
-            self._flush(out, content_type="table")
+            self._table(block, text, out)
             return out
         self._append(text, block.page)
         if block.kind is not BlockKind.HEADING:
@@ -135,58 +192,94 @@ class Chunker:
 
     def _flush(self, out: list[RawChunk], content_type: str = "text") -> None:
         """Emit everything pending: the open section (or table) ends here."""
-        self._emit_full(out, content_type)
         st = self.state
-        start, end = _strip_span(st.pending, 0, len(st.pending))
-        if end > start:
-            out.append(self._make_chunk(start, end, content_type))
+        self._cut(0, len(st.pending), content_type, out, final=True)
+        self._clear()
+
+    def _clear(self) -> None:
+        st = self.state
         st.pending, st.page_marks = "", []
         st.pending_body, st.pending_heading_level = False, -1
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def _table(self, block: Block, text: str, out: list[RawChunk]) -> None:
+        """A table on its own: in Markdown with rows, parts of whole rows under the header."""
+        self._flush(out)
+        self._append(text, block.page)
+        lines = pipe_table(block.rows) if self.text_format == "markdown" and block.rows else []
+        if not lines or self.measure.length(text) <= self.size:
+            self._flush(out, content_type="table")
+            return
+        _TableSplitter(self, lines).run(out)
+        self._clear()
 
     # -- splitting ------------------------------------------------------------------------
 
     def _emit_full(self, out: list[RawChunk], content_type: str = "text") -> None:
         """Emit chunks while more than one chunk's worth of text is pending."""
-        st = self.state
-        pos = 0
-        while len(st.pending) - pos > self.size:
-            cut, hard = self._find_split(st.pending, pos)
-            start, end = _strip_span(st.pending, pos, cut)
-            if end > start:
-                out.append(self._make_chunk(start, end, content_type))
-            pos = self._next_start(st.pending, start, end, hard)
+        pos = self._cut(0, len(self.state.pending), content_type, out, final=False)
         if pos:
             self._drop_prefix(pos)
 
-    def _find_split(self, text: str, pos: int) -> tuple[int, bool]:
+    def _cut(self, pos: int, stop: int, content_type: str, out: list[RawChunk], final: bool) -> int:
+        """Emit chunks of pending[pos:stop] while more than a chunk's worth is left; with
+        `final` the rest too. Answers where the text not yet emitted starts."""
+        text = self.state.pending[:stop]
+        while (hi := self.measure.span(text, pos, self.size)) is not None:
+            start, end, hard = self._piece(text, pos, hi)
+            if end > start:
+                out.append(self._make_chunk(start, end, content_type))
+            pos = self._next_start(text, start, end, hard)
+        if final:
+            start, end = _strip_span(text, pos, stop)
+            if end > start:
+                out.append(self._make_chunk(start, end, content_type))
+            pos = stop
+        return pos
+
+    def _piece(self, text: str, pos: int, hi: int) -> tuple[int, int, bool]:
+        """The next chunk's (start, end, cut hard) in text[pos:hi], checked in the unit."""
+        while True:
+            lo = self.measure.span(text, pos, self.min_split) or pos
+            lo = min(lo, hi - 1) if hi > pos + 1 else pos
+            cut, hard = self._find_split(text, pos, lo, hi)
+            start, end = _strip_span(text, pos, cut)
+            if self.measure.exact or self.measure.length(text[start:end]) <= self.size:
+                return start, end, hard
+            hi = max(pos + 1, min(cut, hi) - max(1, (hi - pos) // 20))
+
+    def _find_split(self, text: str, pos: int, lo: int, hi: int) -> tuple[int, bool]:
         """Best end of a chunk starting at pos: (cut, whether it was cut hard)."""
-        lo, hi = pos + self.min_split, pos + self.size
         for sep in _SEPARATORS:
             idx = text.rfind(sep, lo, hi + len(sep))
-            if idx >= lo:
+            if idx >= lo and idx > pos:
                 return idx, False
         best = -1
         for m in _SENTENCE_END.finditer(text, lo, hi):
             best = m.end()
-        if best >= lo:
+        if best >= lo and best > pos:
             return best, False
-        for idx in range(hi, lo - 1, -1):
-            if text[idx].isspace():
+        for idx in range(hi, max(lo, pos + 1) - 1, -1):
+            if idx < len(text) and text[idx].isspace():
                 return idx, False
         return hi, True
 
     def _next_start(self, text: str, start: int, end: int, hard: bool) -> int:
         """Where the next chunk starts: a word boundary within the overlap window."""
-        lo = max(end - self.overlap, start + 1)
+        lo = max(self.measure.tail_start(text, start, end, self.overlap), start + 1)
         for q in range(lo, end):
-            if not text[q].isspace() and text[q - 1].isspace():
+            if not text[q].isspace() and text[q - 1].isspace() and self._shares(text, q, end):
                 return q
-        if hard and self.overlap:
+        if hard and self.overlap and self._shares(text, lo, end):
             return lo
         q = end
         while q < len(text) and text[q].isspace():
             q += 1
         return q
+
+    def _shares(self, text: str, q: int, end: int) -> bool:
+        return self.measure.exact or self.measure.length(text[q:end]) <= self.overlap
 
     def _drop_prefix(self, pos: int) -> None:
         st = self.state
@@ -209,20 +302,93 @@ class Chunker:
             page = p
         return page
 
-    def _make_chunk(self, start: int, end: int, content_type: str) -> RawChunk:
+    def _make_chunk(self, start: int, end: int, content_type: str, header: str = "") -> RawChunk:
         st = self.state
         chunk = RawChunk(
             seq=st.seq,
-            text=st.pending[start:end],
+            text=header + st.pending[start:end],
             char_start=st.pending_start + start,
             char_end=st.pending_start + end,
             page_start=self._page_at(start),
             page_end=self._page_at(end - 1),
             headings=tuple(t for _, t in st.headings),
             content_type=content_type,
+            header_chars=len(header),
         )
         st.seq += 1
         return chunk
+
+
+class _TableSplitter:
+    """Cuts a pending Markdown table into parts of whole rows, each under the header.
+
+    The first part holds the header where the table has it; each later part starts with the
+    header row and separator again (`header_chars`), unless even one row does not fit under
+    it. A row too long for a chunk is cut as text. Parts share no overlap.
+    """
+
+    def __init__(self, chunker: Chunker, lines: list[str]) -> None:
+        self.chunker = chunker
+        self.header = lines[0] + "\n" + lines[1] + "\n"
+        self.lines = lines
+        self.size = chunker.size
+        self.length = chunker.measure.length
+
+    def run(self, out: list[RawChunk]) -> None:
+        text = self.chunker.state.pending
+        starts = _line_starts(self.lines)
+        part: tuple[int, int] | None = (0, starts[1] + len(self.lines[1]))  # header opens it
+        first = True
+        size = self.length(text[: part[1]])
+        for i in range(2, len(self.lines)):
+            row = (starts[i], starts[i] + len(self.lines[i]))
+            if part and (grown := self._grown(size, part, row, first)) is not None:
+                part, size = (part[0], row[1]), grown
+                continue
+            if part:
+                self._emit(part, first, out)
+            first = False
+            size = self.length(self.header + text[row[0] : row[1]])
+            if size <= self.size:
+                part = row
+            else:  # too long under the header: the row alone, cut as text
+                self.chunker._cut(row[0], row[1], "table", out, final=True)
+                part = None
+        if part:
+            self._emit(part, first, out)
+
+    def _grown(
+        self, size: int, part: tuple[int, int], row: tuple[int, int], first: bool
+    ) -> int | None:
+        """The part's length with the row added, or None if it does not fit. Lengths add up
+        exactly in characters; in tokens the sum is an estimate (tokens may merge across the
+        line break), trusted below nine tenths of the size and counted exactly above."""
+        text = self.chunker.state.pending
+        estimate = size + self.length("\n" + text[row[0] : row[1]])
+        exact = self.chunker.measure.exact
+        if estimate <= (self.size if exact else self.size * 9 // 10):
+            return estimate
+        if exact:
+            return None
+        counted = self.length(("" if first else self.header) + text[part[0] : row[1]])
+        return counted if counted <= self.size else None
+
+    def _emit(self, part: tuple[int, int], first: bool, out: list[RawChunk]) -> None:
+        start, end = part
+        header = "" if first else self.header
+        if self.length(header + self.chunker.state.pending[start:end]) > self.size:
+            # a header too wide for the size, or an estimate that was off: cut as text
+            self.chunker._cut(start, end, "table", out, final=True)
+            return
+        out.append(self.chunker._make_chunk(start, end, "table", header))
+
+
+def _line_starts(lines: list[str]) -> list[int]:
+    starts, pos = [], 0
+    for line in lines:
+        starts.append(pos)
+        pos += len(line) + 1
+    return starts
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -233,6 +399,6 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def extracted_text(blocks: list[Block]) -> str:
+def extracted_text(blocks: list[Block], text_format: TextFormat = "markdown") -> str:
     """The extracted text of a block sequence, as the chunker's offsets count it."""
-    return BLOCK_SEPARATOR.join(t for b in blocks if (t := b.text.strip()))
+    return BLOCK_SEPARATOR.join(t for b in blocks if (t := render(b, text_format)))

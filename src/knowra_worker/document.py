@@ -12,10 +12,15 @@ bounded state) in memory at a time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
+
+TextFormat = Literal["markdown", "plain"]
+TEXT_FORMATS: tuple[TextFormat, ...] = ("markdown", "plain")
+_MAX_HEADING_MARKS = 6  # Markdown has six heading levels; deeper ones are shown as the sixth
 
 
 class BlockKind(StrEnum):
@@ -34,7 +39,9 @@ class Block:
     `markdown` is its content as Markdown where that differs from `text` (links as
     `[text](url)`, equations as LaTeX, ...); empty means the same as `text`. The chunker adds
     the block-level Markdown itself: `#` marks from `level` for headings, fences for code,
-    and a pipe table from `rows` for tables (split between rows, the header repeated).
+    and a pipe table from `rows` for tables (split between rows, the header repeated). A CODE
+    block's `markdown` may be its whole fenced form (`fenced`) when the source names the
+    code's language; otherwise the chunker fences `text` itself.
     """
 
     kind: BlockKind
@@ -69,3 +76,57 @@ class Document(Protocol):
     def __enter__(self) -> Document: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+# --- rendering: a block in the chosen text format (used by the chunker) --------------------
+
+
+def render(block: Block, text_format: TextFormat) -> str:
+    """The block as chunk text, stripped ("" for a block with no text).
+
+    Plain text is `text`. Markdown adds the block-level marks: `#` by heading level (a level-0
+    title is `#` too), fences around code, a pipe table from `rows`.
+    """
+    if not block.text.strip():
+        return ""
+    if text_format == "plain":
+        return block.text.strip()
+    content = (block.markdown or block.text).strip()
+    if block.kind is BlockKind.HEADING:
+        marks = "#" * min(max(block.level, 1), _MAX_HEADING_MARKS)
+        return f"{marks} {' '.join(content.split())}"
+    if block.kind is BlockKind.CODE:
+        return block.markdown.strip() if block.markdown else fenced(block.text.strip("\n"))
+    if block.kind is BlockKind.TABLE and block.rows:
+        return "\n".join(pipe_table(block.rows)) or content
+    return content
+
+
+def fenced(code: str, info: str = "") -> str:
+    """Code as a fenced block, the fence longer than any backtick run inside the code."""
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{' '.join(info.split())}\n{code}\n{fence}"
+
+
+def pipe_table(rows: tuple[tuple[str, ...], ...]) -> list[str]:
+    """A pipe table's lines: the header row, its `---` separator, then the other rows.
+
+    Rows are padded to the widest one; cells are escaped (`|` as `\\|`, line breaks as
+    spaces). No lines when every cell is empty.
+    """
+    if not any(any(cell.strip() for cell in row) for row in rows):
+        return []
+    width = max(len(row) for row in rows)
+    lines = [_pipe_row(rows[0], width), "|" + " --- |" * width]
+    lines.extend(_pipe_row(row, width) for row in rows[1:] if any(c.strip() for c in row))
+    return lines
+
+
+def _pipe_row(row: tuple[str, ...], width: int) -> str:
+    cells = [_pipe_cell(cell) for cell in row] + [""] * (width - len(row))
+    return "| " + " | ".join(cells) + " |"
+
+
+def _pipe_cell(cell: str) -> str:
+    return " ".join(cell.split()).replace("|", "\\|")
