@@ -71,7 +71,11 @@ def test_one_cell_frame_is_read_as_content_and_nested_tables_as_rows() -> None:
     assert read_blocks(DATA / "tablecell.docx") == [
         Block(L, "- Hello world1\n- Hello2"),
         Block(P, "Some text before"),
-        Block(T, "Tab1 | Tab2 | Tab3\nA | B | C\nD | E | F"),
+        Block(
+            T,
+            "Tab1 | Tab2 | Tab3\nA | B | C\nD | E | F",
+            rows=(("Tab1", "Tab2", "Tab3"), ("A", "B", "C"), ("D", "E", "F")),
+        ),
         Block(P, "Some text after"),
     ]
 
@@ -105,7 +109,10 @@ def test_generated_document_units_are_bounded_and_resume_exactly(tmp_path: Path)
     blocks = [b for u in units for b in u.blocks]
     assert len(units) >= 4 and all(len(u.blocks) <= 50 for u in units)
     assert [b.text for b in blocks if b.kind is H] == [f"Chapter {n}" for n in range(6)]
-    assert [b.text for b in blocks if b.kind is T][0] == "r0c0 | r0c1 | r0c2\nr1c0 | r1c1 r1c2"
+    # The merged cell's text is in both grid cells it covers.
+    table = [b for b in blocks if b.kind is T][0]
+    assert table.text == "r0c0 | r0c1 | r0c2\nr1c0 | r1c1 r1c2 | r1c1 r1c2"
+    assert table.rows == (("r0c0", "r0c1", "r0c2"), ("r1c0", "r1c1 r1c2", "r1c1 r1c2"))
     assert [b.text for b in blocks if b.kind is L][0] == "- first point\n- second point"
     for start in (1, len(units) - 1):
         assert read_units(path, start) == units[start:]

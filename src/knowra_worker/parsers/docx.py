@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from knowra_worker.document import Block, BlockKind
+from knowra_worker.document import Block, BlockKind, Unit
+from knowra_worker.parsers._charts import chart_blocks, parse_chart
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
@@ -32,6 +33,7 @@ from knowra_worker.parsers._common import (
     strip_controls,
     translate_errors,
 )
+from knowra_worker.parsers._omml import convert as convert_math
 from knowra_worker.parsers._tables import row_line, table_text
 from knowra_worker.parsers.base import Content, Format
 from knowra_worker.parsers.detect import DOCX
@@ -43,6 +45,8 @@ _NS = {
     "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
     "m": "http://schemas.openxmlformats.org/officeDocument/2006/math",
     "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+    "c": "http://schemas.openxmlformats.org/drawingml/2006/chart",
+    "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
 }
 
 
@@ -54,17 +58,23 @@ def qn(tag: str) -> str:
 
 @functools.cache
 def _text_nodes() -> Callable[[Any], list[Any]]:
-    """The compiled XPath that finds the text-bearing nodes of a paragraph, in order."""
+    """The compiled XPath that finds the content nodes of a paragraph, in order: text, tabs
+    and breaks of runs, nested paragraphs (text boxes), equations and chart references."""
     from lxml import etree
 
-    items = ("w:r/w:t", "w:r/w:tab", "w:r/w:br", "w:r/w:cr", "w:r/w:noBreakHyphen", "m:r/m:t",
-             "w:p")  # fmt: skip
-    query = " | ".join(f".//{item}[not(ancestor::mc:Fallback)]" for item in items)
+    items = ("w:r/w:t", "w:r/w:tab", "w:r/w:ptab", "w:r/w:br", "w:r/w:cr",
+             "w:r/w:noBreakHyphen", "w:r/w:sym", "w:p", "m:oMath", "c:chart")  # fmt: skip
+    outside = "[not(ancestor::mc:Fallback)][not(ancestor::m:oMath)]"
+    query = " | ".join(f".//{item}{outside}" for item in items)
     xpath: Callable[[Any], list[Any]] = etree.XPath(query, namespaces=_NS)
     return xpath
 
 
 _P, _TBL, _TR, _TC = qn("w:p"), qn("w:tbl"), qn("w:tr"), qn("w:tc")
+_HYPERLINK, _OMATH_PARA = qn("w:hyperlink"), qn("m:oMathPara")
+_RELATIONSHIP_ID = qn("r:id")
+_RPR, _VERT_ALIGN = qn("w:rPr"), qn("w:vertAlign")
+_SCRIPT_TAGS = {"superscript": "sup", "subscript": "sub"}
 _WRAPPERS = {qn("w:sdt"): qn("w:sdtContent"), qn("w:customXml"): None}
 _VAL = qn("w:val")
 _HEADING_NAME = re.compile(r"heading\s*([1-9])$", re.IGNORECASE)
@@ -89,18 +99,82 @@ class DocxDocument(FlowDocument):
             self._body = document.element.body
             self._styles = _Styles(document.styles.element)
             self._numbering = _Numbering(_numbering_element(document))
+            self._part = _Part(document.part)
             children = len(self._body)
             self._title_shift = int(_uses_title(self._body, self._styles))
         super().__init__(mime_type, -(-children // _LIMITS.max_blocks))
 
     def iter_blocks(self) -> Iterator[Block]:
-        builder = _BlockBuilder(self._styles, self._numbering.fresh(), self._title_shift)
+        builder = _BlockBuilder(
+            self._styles, self._numbering.fresh(), self._title_shift, self._part
+        )
         for element in _content(self._body):
             yield from builder.add(element)
         yield from builder.flush_list()
+        yield from _notes(self._part)
+
+    def units(self, start: int = 0) -> Iterator[Unit]:
+        """The units, each with the warnings raised while its blocks were read."""
+        self._part.warnings.clear()
+        for unit in super().units(0):
+            unit.warnings.extend(self._part.warnings)
+            self._part.warnings.clear()
+            if unit.index >= start:
+                yield unit
 
     def close(self) -> None:
         self._body = None
+
+
+class _Part:
+    """The document part's relationships: hyperlink targets, charts, notes; and the
+    warnings about what could not be read, collected for the unit being built."""
+
+    def __init__(self, part: Any) -> None:
+        self.part = part
+        self.warnings: list[str] = []
+
+    def link(self, rel_id: str) -> str:
+        rel = self.part.rels.get(rel_id)
+        return str(rel.target_ref) if rel is not None and rel.is_external else ""
+
+    def chart(self, rel_id: str) -> Iterator[Block]:
+        try:
+            chart = parse_chart(self.part.related_parts[rel_id].blob)
+        except Exception:  # noqa: BLE001 - one unreadable chart must not fail the document
+            chart = None
+        if chart is None:
+            self.warnings.append("a chart that could not be read was skipped")
+            return
+        yield from chart_blocks(chart)
+
+    def related_xml(self, reltype_suffix: str) -> Any | None:
+        """The XML root of the part related by a relationship type ending in the suffix."""
+        from lxml import etree
+
+        for rel in self.part.rels.values():
+            if not rel.is_external and rel.reltype.endswith(reltype_suffix):
+                parser = etree.XMLParser(resolve_entities=False)
+                return etree.fromstring(rel.target_part.blob, parser=parser)
+        return None
+
+
+def _notes(part: _Part) -> Iterator[Block]:
+    """Footnotes, then endnotes, as paragraphs after the body (separators left out)."""
+    for kind in ("footnote", "endnote"):
+        try:
+            root = part.related_xml(f"/{kind}s")
+        except Exception:  # noqa: BLE001 - notes are extras: a broken part is skipped
+            part.warnings.append(f"the {kind}s could not be read and were skipped")
+            continue
+        if root is None:
+            continue
+        for note in root.iterchildren(qn(f"w:{kind}")):
+            if note.get(qn("w:type")) not in (None, "normal"):
+                continue
+            text = _clean("\n".join(read_paragraph(p).text for p in note.iter(_P)))
+            if text:
+                yield Block(BlockKind.PARAGRAPH, " ".join(text.split()))
 
 
 def _uses_title(body: Any, styles: _Styles) -> bool:
@@ -108,18 +182,34 @@ def _uses_title(body: Any, styles: _Styles) -> bool:
     return any(styles.describe(node.get(_VAL)).title for node in body.iter(qn("w:pStyle")))
 
 
+# Main parts of the Word package types python-docx does not open as such (macro-enabled,
+# templates): renamed to the document's content type in a copy, the content is the same.
+_OTHER_MAIN_TYPES = re.compile(
+    rb"application/vnd\.(?:ms-word\.(?:document|template)\.macroEnabled(?:Template)?"
+    rb"|openxmlformats-officedocument\.wordprocessingml\.template)\.main\+xml"
+)
+_DOCUMENT_MAIN_TYPE = (
+    b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+)
+
+
 def _load(path: Path) -> Any:
-    """Open with python-docx; a Strict Open XML package is first mapped to Transitional."""
+    """Open with python-docx; a Strict Open XML package is first mapped to Transitional, and
+    a macro-enabled document or a template is given the document's content type."""
     import docx  # here, not at the top: the registry imports this module to list it
 
     with zipfile.ZipFile(path) as archive:
-        if b"purl.oclc.org/ooxml/" not in archive.read("_rels/.rels"):
+        strict = b"purl.oclc.org/ooxml/" in archive.read("_rels/.rels")
+        other = _OTHER_MAIN_TYPES.search(archive.read("[Content_Types].xml")) is not None
+        if not strict and not other:
             return docx.Document(str(path))
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as converted:
             for info in archive.infolist():
                 data = archive.read(info)
-                if info.filename.endswith((".xml", ".rels")):
+                if info.filename == "[Content_Types].xml":
+                    data = _OTHER_MAIN_TYPES.sub(_DOCUMENT_MAIN_TYPE, data)
+                if strict and info.filename.endswith((".xml", ".rels")):
                     data = _STRICT_NAMESPACE.sub(_transitional_namespace, data)
                 converted.writestr(info.filename, data)
     buffer.seek(0)
@@ -154,19 +244,129 @@ def _content(parent: Any, depth: int = 0) -> Iterator[Any]:
 
 def paragraph_text(paragraph: Any) -> str:
     """The visible text of a w:p element: runs, tabs, breaks, text boxes, equations."""
-    parts: list[str] = []
-    for node in _text_nodes()(paragraph):
-        local = node.tag.rsplit("}", 1)[-1]
-        if local == "t":
-            parts.append(node.text or "")
-        elif local == "tab":
-            parts.append("\t")
-        elif local in {"br", "cr", "p"}:
-            parts.append("\n")
-        elif local == "noBreakHyphen":
-            parts.append("-")
-    lines = (" ".join(line.split()) for line in strip_controls("".join(parts)).split("\n"))
+    return read_paragraph(paragraph).text
+
+
+@dataclass(slots=True)
+class Paragraph:
+    """A paragraph's content: plain text, Markdown (links, LaTeX), and the charts it shows."""
+
+    text: str
+    markdown: str
+    charts: list[str] = field(default_factory=list)  # relationship ids of chart parts
+
+
+def read_paragraph(paragraph: Any, links: Callable[[str], str] | None = None) -> Paragraph:
+    """Read a w:p: `links` answers a hyperlink's URL from its relationship id."""
+    text: list[str] = []
+    markdown: list[str] = []
+    charts: list[str] = []
+    nodes = _text_nodes()(paragraph)
+    only_math = all(_local(node) in {"oMath", "chart"} for node in nodes if _local(node) != "p")
+    link: tuple[Any, str] | None = None  # the hyperlink being written, and its text so far
+    for node in nodes:
+        piece, piece_markdown = _node_text(node, only_math, charts)
+        target = _hyperlink(node, paragraph)
+        if link is not None and (target is None or target is not link[0]):
+            markdown.append(_link_markdown(link, links))
+            link = None
+        text.append(piece)
+        if target is not None and _local(node) != "oMath":
+            link = (target, (link[1] if link else "") + piece)
+        else:
+            markdown.append(piece_markdown)
+    if link is not None:
+        markdown.append(_link_markdown(link, links))
+    plain = _clean("".join(text))
+    rich = _clean("".join(markdown))
+    return Paragraph(plain, "" if rich == plain else rich, charts)
+
+
+def _node_text(node: Any, only_math: bool, charts: list[str]) -> tuple[str, str]:
+    """A content node as (text, markdown)."""
+    local = _local(node)
+    if local == "t":
+        return _run_text(node)
+    if local in {"tab", "ptab"}:
+        return "\t", "\t"
+    if local in {"br", "cr", "p"}:
+        return "\n", "\n"
+    if local == "noBreakHyphen":
+        return "-", "-"
+    if local == "sym":
+        char = _symbol(node.get(qn("w:char")))
+        return char, char
+    if local == "chart":
+        if node.get(_RELATIONSHIP_ID):
+            charts.append(node.get(_RELATIONSHIP_ID))
+        return "", ""
+    math = convert_math(node)
+    if not math.latex:
+        return "", ""
+    if only_math or node.getparent().tag == _OMATH_PARA:
+        return f"\n{math.text}\n", f"\n$${math.latex}$$\n"
+    return f" {math.text} ", f" ${math.latex}$ "
+
+
+def _run_text(node: Any) -> tuple[str, str]:
+    """A w:t as (text, markdown); a superscript or subscript is set apart (`x 2`,
+    `x<sup>2</sup>`) so that it does not glue to the word it follows."""
+    text = node.text or ""
+    align = node.getparent().find(f"{_RPR}/{_VERT_ALIGN}")
+    position = align.get(_VAL) if align is not None else None
+    if not text.strip() or position not in _SCRIPT_TAGS:
+        return text, text
+    tag = _SCRIPT_TAGS[position]
+    return f" {text} ", f"<{tag}>{text}</{tag}>"
+
+
+def _symbol(code: str | None) -> str:
+    """The character of a w:sym (a code point, often in the private use area of a font)."""
+    try:
+        value = int(code or "", 16)
+    except ValueError:
+        return ""
+    if 0xF000 <= value <= 0xF0FF:
+        value -= 0xF000  # Symbol and Wingdings fonts: the low byte is the character
+    return chr(value) if value >= 0x20 else ""
+
+
+def _hyperlink(node: Any, paragraph: Any) -> Any | None:
+    """The w:hyperlink element a content node sits in, if any (below `paragraph`)."""
+    parent = node.getparent()
+    while parent is not None and parent is not paragraph:
+        if parent.tag == _HYPERLINK:
+            return parent
+        if parent.tag == _P:
+            return None
+        parent = parent.getparent()
+    return None
+
+
+def _link_markdown(link: tuple[Any, str], links: Callable[[str], str] | None) -> str:
+    element, text = link
+    target = ""
+    rel_id = element.get(_RELATIONSHIP_ID)
+    if rel_id and links is not None:
+        target = links(rel_id)
+    elif element.get(qn("w:anchor")):
+        target = "#" + (element.get(qn("w:anchor")) or "")
+    label = " ".join(text.split())
+    if not target or not label:
+        return text
+    lead = " " if text[:1].isspace() else ""
+    trail = " " if text[-1:].isspace() else ""
+    return f"{lead}[{label}]({target.replace(' ', '%20').replace(')', '%29')}){trail}"
+
+
+def _clean(raw: str) -> str:
+    lines = (" ".join(line.split()) for line in strip_controls(raw).split("\n"))
     return "\n".join(line for line in lines if line)
+
+
+def _local(node: Any) -> str:
+    tag = node.tag
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
 # --- styles and numbering --------------------------------------------------------------
@@ -314,11 +514,14 @@ def _levels(abstract_num: Any) -> dict[int, tuple[str, int]]:
 
 
 class _BlockBuilder:
-    def __init__(self, styles: _Styles, numbering: _Numbering, title_shift: int) -> None:
+    def __init__(
+        self, styles: _Styles, numbering: _Numbering, title_shift: int, part: _Part
+    ) -> None:
         self.styles = styles
         self.numbering = numbering
         self.title_shift = title_shift  # 1 when the document has a Title above its headings
-        self.items: list[str] = []
+        self.part = part
+        self.items: list[tuple[str, str]] = []  # list items: (text line, Markdown line)
 
     def add(self, element: Any, depth: int = 0) -> Iterator[Block]:
         if element.tag == _P:
@@ -330,18 +533,19 @@ class _BlockBuilder:
                     yield from self.add(inner, depth + 1)
         else:
             yield from self.flush_list()
-            rows = table_rows(element) if element.tag == _TBL else [_row_line(element)]
-            text = table_text(rows)
-            if text:
-                yield Block(BlockKind.TABLE, text)
+            rows = table_cells(element) if element.tag == _TBL else [_row_cells(element)]
+            yield from _table_block(rows)
 
     def flush_list(self) -> Iterator[Block]:
         if self.items:
-            yield Block(BlockKind.LIST, "\n".join(self.items))
+            text = "\n".join(line for line, _ in self.items)
+            markdown = "\n".join(line for _, line in self.items)
+            yield Block(BlockKind.LIST, text, markdown="" if markdown == text else markdown)
         self.items = []
 
     def _paragraph(self, paragraph: Any) -> Iterator[Block]:
-        text = paragraph_text(paragraph)
+        content = read_paragraph(paragraph, self.part.link)
+        text = content.text
         ppr = paragraph.find(qn("w:pPr"))
         style = self.styles.describe(_child_val(ppr, "w:pStyle"))
         level = style.level
@@ -350,28 +554,46 @@ class _BlockBuilder:
             level = own_outline + 1
         if level and not style.title:
             level = min(level + self.title_shift, _MAX_LEVEL)
-        item = None if level else self._list_item(ppr, style, text)
-        if item is not None:
+        marker = None if level else self._list_marker(ppr, style, text)
+        if marker is not None:
             if text:
-                self.items.append(item)
-            return
-        if not text:
-            return
-        yield from self.flush_list()
-        if level:
-            yield Block(BlockKind.HEADING, " ".join(text.split()), level=level)
-        else:
-            yield Block(BlockKind.PARAGRAPH, text)
+                markdown = content.markdown or text
+                self.items.append(
+                    (f"{marker} {_one_line(text)}", f"{marker} {_one_line(markdown)}")
+                )
+        elif text:
+            yield from self.flush_list()
+            if level:
+                markdown = _one_line(content.markdown)
+                yield Block(BlockKind.HEADING, _one_line(text), level=level, markdown=markdown)
+            else:
+                yield Block(BlockKind.PARAGRAPH, text, markdown=content.markdown)
+        for rel_id in content.charts:
+            yield from self.flush_list()
+            yield from self.part.chart(rel_id)
 
-    def _list_item(self, ppr: Any, style: _ResolvedStyle, text: str) -> str | None:
-        """The item's line if the paragraph is a list item, else None."""
+    def _list_marker(self, ppr: Any, style: _ResolvedStyle, text: str) -> str | None:
+        """The item's marker, indented, if the paragraph is a list item, else None."""
         own_id, own_level = _num_pr(ppr)
         num_id = own_id if own_id is not None else style.num_id
         if num_id == "0" or (not num_id and not style.list_name):
             return None
         level = own_level if own_level is not None else (style.num_level or 0)
         marker = self.numbering.marker(num_id, level) if num_id and text else "-"
-        return f"{'  ' * level}{marker} {' '.join(text.split())}"
+        return f"{'  ' * level}{marker}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _table_block(rows: list[list[str]]) -> Iterator[Block]:
+    """A TABLE block of the rows that have text, cells kept in `rows`."""
+    kept = [tuple(row) for row in rows if any(row)]
+    if kept:
+        width = max(len(row) for row in kept)
+        kept = [row + ("",) * (width - len(row)) for row in kept]
+        yield Block(BlockKind.TABLE, table_text(row_line(row) for row in kept), rows=tuple(kept))
 
 
 def _child_val(parent: Any, tag: str) -> str | None:
@@ -398,20 +620,48 @@ def _single_cell(table: Any) -> Any | None:
     return cells[0] if len(cells) == 1 else None
 
 
+def table_cells(table: Any, depth: int = 0) -> list[list[str]]:
+    """The cells of a w:tbl row by row, on the table's grid: a merged cell's text repeated in
+    every grid cell it covers, across (gridSpan) and down (vMerge); nested tables are read
+    into their cell as rows joined by "; "."""
+    rows: list[list[str]] = []
+    above: dict[int, str] = {}  # the text of each grid column in the row above
+    for row in _content(table):
+        if row.tag != _TR:
+            continue
+        cells = _row_cells(row, depth, above)
+        above = dict(enumerate(cells))
+        rows.append(cells)
+    return rows
+
+
 def table_rows(table: Any, depth: int = 0) -> list[str]:
-    """One " | "-joined line per row (rows of nested tables are flattened into their cell)."""
-    return [_row_line(row, depth) for row in _content(table) if row.tag == _TR]
+    """One " | "-joined line per row (see `table_cells`)."""
+    return [row_line(cells) for cells in table_cells(table, depth)]
 
 
-def _row_line(row: Any, depth: int = 0) -> str:
-    return row_line(_cell_text(cell, depth) for cell in _content(row) if cell.tag == _TC)
+def _row_cells(row: Any, depth: int = 0, above: dict[int, str] | None = None) -> list[str]:
+    cells: list[str] = [""] * _grid_skip(row, "w:gridBefore")
+    for cell in _content(row):
+        if cell.tag != _TC:
+            continue
+        tc_pr = cell.find(qn("w:tcPr"))
+        span = max(1, min(_int(_child_val(tc_pr, "w:gridSpan"), 1) or 1, 1000))
+        v_merge = tc_pr.find(qn("w:vMerge")) if tc_pr is not None else None
+        if v_merge is not None and v_merge.get(_VAL) in (None, "continue"):
+            text = (above or {}).get(len(cells), "")  # covered by the merged cell above
+        else:
+            text = _cell_text(cell, depth)
+        cells.extend([text] * span)
+    return cells
+
+
+def _grid_skip(row: Any, tag: str) -> int:
+    tr_pr = row.find(qn("w:trPr"))
+    return max(0, min(_int(_child_val(tr_pr, tag), 0) or 0, 1000))
 
 
 def _cell_text(cell: Any, depth: int) -> str:
-    tc_pr = cell.find(qn("w:tcPr"))
-    v_merge = tc_pr.find(qn("w:vMerge")) if tc_pr is not None else None
-    if v_merge is not None and v_merge.get(_VAL) in (None, "continue"):
-        return ""  # continuation of a vertically merged cell: shown once, in its first row
     parts = []
     for child in _content(cell):
         if child.tag == _P:
