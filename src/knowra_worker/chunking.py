@@ -337,9 +337,10 @@ class _TableSplitter:
     def run(self, out: list[RawChunk]) -> None:
         text = self.chunker.state.pending
         starts = _line_starts(self.lines)
-        part: tuple[int, int] | None = (0, starts[1] + len(self.lines[1]))  # header opens it
+        header_end = starts[1] + len(self.lines[1])
+        part: tuple[int, int] | None = (0, header_end)  # the header opens the first part
         first = True
-        size = self.length(text[: part[1]])
+        size = self.length(text[:header_end])
         for i in range(2, len(self.lines)):
             row = (starts[i], starts[i] + len(self.lines[i]))
             if part and (grown := self._grown(size, part, row, first)) is not None:

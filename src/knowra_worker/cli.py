@@ -13,7 +13,13 @@ import typer
 
 from knowra_worker import logs
 from knowra_worker.errors import KnowraError
-from knowra_worker.models import CHUNK_SIZE_MAX, CHUNK_SIZE_MIN
+from knowra_worker.models import (
+    CHUNK_SIZE_MAX,
+    CHUNK_SIZE_MIN,
+    LengthUnit,
+    TextFormatField,
+    Tokenizer,
+)
 
 if TYPE_CHECKING:
     from knowra_worker.settings import Settings
@@ -174,19 +180,31 @@ def parse(
     progress: Annotated[bool, typer.Option(help="progress bar (on a terminal)")] = True,
     task_id: Annotated[str, typer.Option(help="task id the chunk ids derive from")] = "local",
     kb_id: Annotated[str, typer.Option(help="knowledge base id put in the metadata")] = "local",
+    text_format: Annotated[
+        TextFormatField, typer.Option(help="chunk text as markdown or plain text")
+    ] = "markdown",
+    length_unit: Annotated[
+        LengthUnit, typer.Option(help="what --chunk-size and --chunk-overlap count")
+    ] = "chars",
+    tokenizer: Annotated[
+        Tokenizer | None, typer.Option(help="tiktoken encoding (with --length-unit tokens)")
+    ] = None,
 ) -> None:
     """Parse one local file without any server; chunks as JSON lines."""
     from knowra_worker.pipeline import parse_file
 
     if chunk_overlap >= chunk_size:
         _die("--chunk-overlap must be smaller than --chunk-size")
+    if tokenizer and length_unit != "tokens":
+        _die("--tokenizer needs --length-unit tokens")
+    counted_with = (tokenizer or "cl100k_base") if length_unit == "tokens" else None
     sink = out.open("w", encoding="utf-8") if out else sys.stdout
     show = progress and sys.stderr.isatty()
     total = 0
     try:
         with _Progress(show, file.name) as bar:
             for doc, unit, chunks in parse_file(
-                file.resolve(), chunk_size, chunk_overlap, task_id, kb_id
+                file.resolve(), chunk_size, chunk_overlap, task_id, kb_id, text_format, counted_with
             ):
                 _write_chunks(sink, chunks)
                 total += len(chunks)

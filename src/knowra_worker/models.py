@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from knowra_worker.lifecycle import State  # the state machine lives in lifecycle.py
 
 CHUNK_SIZE_MIN, CHUNK_SIZE_MAX = 50, 100_000
+TextFormatField = Literal["markdown", "plain"]  # as document.TEXT_FORMATS
+LengthUnit = Literal["chars", "tokens"]
+Tokenizer = Literal["cl100k_base", "o200k_base"]  # as tokens.TOKENIZERS
 
 
 class StartTaskRequest(BaseModel):
@@ -27,6 +30,21 @@ class StartTaskRequest(BaseModel):
     )
     priority: int = Field(default=5, ge=0, le=9)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    text_format: TextFormatField = Field(
+        default="markdown",
+        description="Chunk text as Markdown (headings, lists, pipe tables, links, fenced code) "
+        "or as plain text.",
+    )
+    length_unit: LengthUnit = Field(
+        default="chars",
+        description="What chunk_size and chunk_overlap count: characters or tokens "
+        "(of `tokenizer`). Offsets always count characters.",
+    )
+    tokenizer: Tokenizer | None = Field(
+        default=None,
+        description="The tiktoken encoding tokens are counted with; only with length_unit "
+        "tokens (default there: cl100k_base).",
+    )
     force: bool = Field(
         default=False,
         description="Run a finished task (same task_id and parameters) again from the start; "
@@ -37,6 +55,14 @@ class StartTaskRequest(BaseModel):
     def _overlap_below_size(self) -> StartTaskRequest:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+    @model_validator(mode="after")
+    def _tokenizer_counts_tokens(self) -> StartTaskRequest:
+        if self.tokenizer is not None and self.length_unit != "tokens":
+            raise ValueError('tokenizer is only for "length_unit": "tokens"')
+        if self.length_unit == "tokens" and self.tokenizer is None:
+            self.tokenizer = "cl100k_base"
         return self
 
 
@@ -79,6 +105,9 @@ class TaskStatus(BaseModel):
     file_path: str
     chunk_size: int
     chunk_overlap: int
+    text_format: TextFormatField = "markdown"
+    length_unit: LengthUnit = "chars"
+    tokenizer: Tokenizer | None = None
     mime_type: str | None = None
     priority: int = 5
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -109,6 +138,11 @@ class ChunkMetadata(BaseModel):
     char_start: int
     char_end: int
     content_type: str = "text"
+    header_chars: int = Field(
+        default=0,
+        description="Leading characters of the text that repeat a split table's header row "
+        "and separator; char_start/char_end cover the rest.",
+    )
 
 
 class Chunk(BaseModel):

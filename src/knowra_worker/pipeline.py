@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from knowra_worker.chunking import Chunker, ChunkerState, RawChunk
-from knowra_worker.document import Document, Unit
+from knowra_worker.document import Document, TextFormat, Unit
 from knowra_worker.errors import (
     EmptyDocument,
     InternalError,
@@ -80,7 +80,7 @@ class ChunkContext:
             "mime_type": self.mime_type, "page_start": raw.page_start,
             "page_end": raw.page_end, "headings": list(raw.headings),
             "char_start": raw.char_start, "char_end": raw.char_end,
-            "content_type": raw.content_type,
+            "content_type": raw.content_type, "header_chars": raw.header_chars,
         }  # fmt: skip
         return {"chunk_id": self.chunk_id(raw), "seq": raw.seq, "text": raw.text,
                 "metadata": metadata}  # fmt: skip
@@ -238,8 +238,9 @@ class TaskRunner:
             )  # fmt: skip
             saved = checkpoint.get("chunker")
             chunker = Chunker(
-                ctx.chunk_size, ctx.chunk_overlap, ChunkerState.from_dict(saved) if saved else None
-            )
+                ctx.chunk_size, ctx.chunk_overlap, ChunkerState.from_dict(saved) if saved else None,
+                text_format=raw["text_format"], tokenizer=raw["tokenizer"],
+            )  # fmt: skip
             next_unit = int(checkpoint.get("next_unit", 0))
             own.warnings = list(checkpoint.get("warnings", []))
             own.start(doc, next_unit, int(raw["progress"]["units_total"]), restart)
@@ -479,7 +480,13 @@ def _json(exc: KnowraError) -> str:
 
 
 def parse_file(
-    path: Path, chunk_size: int, chunk_overlap: int, task_id: str = "local", kb_id: str = "local"
+    path: Path,
+    chunk_size: int,
+    chunk_overlap: int,
+    task_id: str = "local",
+    kb_id: str = "local",
+    text_format: TextFormat = "markdown",
+    tokenizer: str | None = None,
 ) -> Iterator[tuple[Document, Unit, list[dict[str, Any]]]]:
     """Parse one local file without any server: (document, unit, finished chunk records).
 
@@ -488,7 +495,7 @@ def parse_file(
     check_readable_file(path, str(path))
     with registry.open_document(path) as doc:
         ctx = ChunkContext(task_id, kb_id, path.name, doc.mime_type, chunk_size, chunk_overlap)
-        chunker = Chunker(chunk_size, chunk_overlap)
+        chunker = Chunker(chunk_size, chunk_overlap, text_format=text_format, tokenizer=tokenizer)
         for unit, raws in chunk_stream(doc, chunker):
             yield doc, unit, [ctx.record(r) for r in raws]
         yield doc, Unit(index=-1), [ctx.record(r) for r in chunker.finish()]

@@ -42,7 +42,7 @@ R = TypeVar("R")
 _STATUS_FIELDS = (
     "task_id kb_id state file_path chunk_size chunk_overlap priority metadata error attempts "
     "worker_id created_at started_at updated_at finished_at units_done units_total unit "
-    "chunks mime_type units_parsed worker_pid gen pub warnings"
+    "chunks mime_type units_parsed worker_pid gen pub warnings text_format length_unit tokenizer"
 ).split()
 _SCRIPT_TRIES = 4
 _SCRIPT_BACKOFF_S = 0.2
@@ -73,9 +73,14 @@ class Orphan:
 def fingerprint(req: StartTaskRequest) -> str:
     """The parameters that make two start_task requests 'the same' (DESIGN.md)."""
     return json.dumps(
-        [req.file_path, req.kb_id, req.chunk_size, req.chunk_overlap, "chars"],
+        [req.file_path, req.kb_id, req.chunk_size, req.chunk_overlap, _unit(req), req.text_format],
         separators=(",", ":"),
     )
+
+
+def _unit(req: StartTaskRequest) -> str:
+    """What sizes count: "chars", or "tokens:<tokenizer>"."""
+    return f"tokens:{req.tokenizer}" if req.length_unit == "tokens" else "chars"
 
 
 def _s(value: Any) -> str:
@@ -160,6 +165,8 @@ class TaskStore:
             "task_id": req.task_id, "kb_id": req.kb_id, "state": State.QUEUED.value,
             "file_path": req.file_path, "chunk_size": req.chunk_size,
             "chunk_overlap": req.chunk_overlap, "priority": req.priority,
+            "text_format": req.text_format, "length_unit": req.length_unit,
+            "tokenizer": _s(req.tokenizer),
             "metadata": json.dumps(req.metadata), "callback_url": _s(req.callback_url),
             "fingerprint": fingerprint(req), "attempts": 0, "charge": "1", "epoch": 0,
             "created_at": now, "updated_at": now, "units_done": 0, "units_total": 0,
@@ -172,7 +179,7 @@ class TaskStore:
         if reply.outcome is Outcome.CONFLICT:
             raise TaskConflict(
                 f"task {req.task_id!r} already exists with other parameters "
-                "(file_path, kb_id, chunk_size or chunk_overlap differ)"
+                "(file_path, kb_id, chunk_size, chunk_overlap, text_format or length unit differ)"
             )
         status = self.get_status(req.task_id)
         if status is None:  # expired between the two calls: vanishingly rare
@@ -493,6 +500,9 @@ def _status_from_hash(raw: dict[str, Any]) -> TaskStatus:
         file_path=raw["file_path"],
         chunk_size=int(raw["chunk_size"]),
         chunk_overlap=int(raw["chunk_overlap"]),
+        text_format=raw["text_format"] or "plain",  # tasks created before text_format: plain
+        length_unit=raw["length_unit"] or "chars",
+        tokenizer=raw["tokenizer"] or None,
         mime_type=raw["mime_type"] or None,
         priority=int(raw["priority"] or 5),
         metadata=json.loads(raw["metadata"] or "{}"),
