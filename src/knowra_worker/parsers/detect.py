@@ -41,6 +41,18 @@ PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# The macro-enabled and template variants of the OOXML packages (same content, other types).
+DOCM = "application/vnd.ms-word.document.macroEnabled.12"
+DOTX = "application/vnd.openxmlformats-officedocument.wordprocessingml.template"
+DOTM = "application/vnd.ms-word.template.macroEnabled.12"
+PPTM = "application/vnd.ms-powerpoint.presentation.macroEnabled.12"
+PPSX = "application/vnd.openxmlformats-officedocument.presentationml.slideshow"
+PPSM = "application/vnd.ms-powerpoint.slideshow.macroEnabled.12"
+POTX = "application/vnd.openxmlformats-officedocument.presentationml.template"
+POTM = "application/vnd.ms-powerpoint.template.macroEnabled.12"
+XLSM = "application/vnd.ms-excel.sheet.macroEnabled.12"
+XLTX = "application/vnd.openxmlformats-officedocument.spreadsheetml.template"
+XLTM = "application/vnd.ms-excel.template.macroEnabled.12"
 HTML = "text/html"
 PLAIN = "text/plain"
 XML = "application/xml"
@@ -58,12 +70,6 @@ TYPE_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "application/vnd.ms-excel": ("legacy Excel 97-2003 workbook", (".xls",)),
     "application/vnd.ms-powerpoint": ("legacy PowerPoint 97-2003 presentation", (".ppt",)),
     "application/vnd.ms-outlook": ("Outlook message", (".msg",)),
-    "application/vnd.ms-word.document.macroEnabled.12": ("macro-enabled Word document", (".docm",)),
-    "application/vnd.ms-excel.sheet.macroEnabled.12": ("macro-enabled Excel workbook", (".xlsm",)),
-    "application/vnd.ms-powerpoint.presentation.macroEnabled.12": (
-        "macro-enabled PowerPoint presentation",
-        (".pptm",),
-    ),
     "application/vnd.oasis.opendocument.text": ("OpenDocument text", (".odt",)),
     "application/vnd.oasis.opendocument.spreadsheet": ("OpenDocument spreadsheet", (".ods",)),
     "application/vnd.oasis.opendocument.presentation": ("OpenDocument presentation", (".odp",)),
@@ -127,17 +133,19 @@ _OLE_STREAMS: tuple[tuple[str, str], ...] = (
 # Main-part content types of the OOXML packages, from [Content_Types].xml.
 _OOXML_MAIN: tuple[tuple[str, str], ...] = (
     ("wordprocessingml.document.main+xml", DOCX),
-    ("wordprocessingml.template.main+xml", DOCX),
-    ("ms-word.document.macroEnabled.main+xml", "application/vnd.ms-word.document.macroEnabled.12"),
+    ("wordprocessingml.template.main+xml", DOTX),
+    ("ms-word.document.macroEnabled.main+xml", DOCM),
+    ("ms-word.template.macroEnabledTemplate.main+xml", DOTM),
     ("presentationml.presentation.main+xml", PPTX),
-    ("presentationml.slideshow.main+xml", PPTX),
-    (
-        "ms-powerpoint.presentation.macroEnabled.main+xml",
-        "application/vnd.ms-powerpoint.presentation.macroEnabled.12",
-    ),
+    ("presentationml.slideshow.main+xml", PPSX),
+    ("presentationml.template.main+xml", POTX),
+    ("ms-powerpoint.presentation.macroEnabled.main+xml", PPTM),
+    ("ms-powerpoint.slideshow.macroEnabled.main+xml", PPSM),
+    ("ms-powerpoint.template.macroEnabled.main+xml", POTM),
     ("spreadsheetml.sheet.main+xml", XLSX),
-    ("spreadsheetml.template.main+xml", XLSX),
-    ("ms-excel.sheet.macroEnabled.main+xml", "application/vnd.ms-excel.sheet.macroEnabled.12"),
+    ("spreadsheetml.template.main+xml", XLTX),
+    ("ms-excel.sheet.macroEnabled.main+xml", XLSM),
+    ("ms-excel.template.macroEnabled.main+xml", XLTM),
 )
 _OOXML_DIRS = (("word/", DOCX), ("ppt/", PPTX), ("xl/", XLSX))
 _IWORK_EXTENSIONS = {

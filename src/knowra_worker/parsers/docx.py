@@ -36,7 +36,7 @@ from knowra_worker.parsers._common import (
 from knowra_worker.parsers._omml import convert as convert_math
 from knowra_worker.parsers._tables import row_line, table_text
 from knowra_worker.parsers.base import Content, Format
-from knowra_worker.parsers.detect import DOCX
+from knowra_worker.parsers.detect import DOCM, DOCX, DOTM, DOTX
 
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=50, section_chars=8_000)
 # The namespaces this module reads (python-docx's `nsmap` has the same URIs); spelled out
@@ -671,4 +671,9 @@ def _cell_text(cell: Any, depth: int) -> str:
     return collapse_spaces(" ".join(parts))
 
 
-FORMATS = (Format("docx", DOCX, (".docx",), Content.PACKAGE, DocxDocument),)
+FORMATS = (
+    Format("docx", DOCX, (".docx",), Content.PACKAGE, DocxDocument),
+    Format("docm", DOCM, (".docm",), Content.PACKAGE, DocxDocument),
+    Format("dotx", DOTX, (".dotx",), Content.PACKAGE, DocxDocument),
+    Format("dotm", DOTM, (".dotm",), Content.PACKAGE, DocxDocument),
+)
