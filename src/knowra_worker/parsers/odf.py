@@ -53,6 +53,8 @@ _NS = {
     "presentation": "urn:oasis:names:tc:opendocument:xmlns:presentation:1.0",
     "style": "urn:oasis:names:tc:opendocument:xmlns:style:1.0",
     "xlink": "http://www.w3.org/1999/xlink",
+    "fo": "urn:oasis:names:tc:opendocument:xmlns:xsl-fo-compatible:1.0",
+    "chart": "urn:oasis:names:tc:opendocument:xmlns:chart:1.0",
 }
 
 
@@ -126,6 +128,7 @@ class _Styles:
     parents: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     numbered: dict[str, set[int]] = field(default_factory=dict)
+    raised: set[str] = field(default_factory=set)  # superscript and subscript text styles
 
     def add(self, root: Any) -> None:
         if root is None:
@@ -134,6 +137,9 @@ class _Styles:
             name = style.get(qn("style:name")) or ""
             self.parents[name] = style.get(qn("style:parent-style-name")) or ""
             self.names[name] = (style.get(qn("style:display-name")) or name).lower()
+            properties = style.find(qn("style:text-properties"))
+            if properties is not None and properties.get(qn("style:text-position")):
+                self.raised.add(name)
         for list_style in root.iter(qn("text:list-style")):
             levels = {
                 int(level.get(qn("text:level")) or 1)
@@ -189,14 +195,14 @@ def _clean(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _inline(node: Any, out: _Inline, depth: int = 0) -> None:
+def _inline(node: Any, out: _Inline, depth: int = 0, raised: frozenset[str] = frozenset()) -> None:
     out.add(node.text)
     for child in node:
-        _inline_child(child, out, depth)
+        _inline_child(child, out, depth, raised)
         out.add(child.tail)
 
 
-def _inline_child(child: Any, out: _Inline, depth: int) -> None:
+def _inline_child(child: Any, out: _Inline, depth: int, raised: frozenset[str]) -> None:
     tag = child.tag
     if not isinstance(tag, str) or tag in _SKIPPED:
         return
@@ -210,14 +216,18 @@ def _inline_child(child: Any, out: _Inline, depth: int) -> None:
         out.add(" ")
         out.after.append(child)
     elif tag == qn("text:a") and depth < _MAX_DEPTH:
-        _link(child, out, depth)
+        _link(child, out, depth, raised)
+    elif child.get(qn("text:style-name")) in raised and depth < _MAX_DEPTH:
+        out.add(" ")  # a superscript or subscript: "x<sup>2</sup>" must not read "x2"
+        _inline(child, out, depth + 1, raised)
+        out.add(" ")
     elif depth < _MAX_DEPTH:
-        _inline(child, out, depth + 1)
+        _inline(child, out, depth + 1, raised)
 
 
-def _link(node: Any, out: _Inline, depth: int) -> None:
+def _link(node: Any, out: _Inline, depth: int, raised: frozenset[str]) -> None:
     inner = _Inline()
-    _inline(node, inner, depth + 1)
+    _inline(node, inner, depth + 1, raised)
     out.after.extend(inner.after)
     text = "".join(inner.plain)
     href = node.get(qn("xlink:href")) or ""
@@ -241,6 +251,8 @@ class _Builder:
         self.page = page
         self.warnings: list[str] = []
         self.counters: dict[tuple[str, int], int] = {}
+        self.raised = frozenset(styles.raised)
+        self.objects: _Objects | None = None
 
     def blocks(self, parent: Any, depth: int = 0) -> Iterator[Block]:
         """The blocks of `parent`'s children; consecutive lists make one LIST block (a
@@ -269,13 +281,15 @@ class _Builder:
                 yield Block(BlockKind.LIST, "\n".join(lines), self.page)
         elif tag == qn("table:table"):
             yield from self._table(node, depth)
+        elif tag == qn("draw:object") and self.objects is not None:
+            yield from self._object(node, depth)
         elif tag in _CONTAINERS:
             if node.get(qn("presentation:class")) not in _SKIPPED_CLASSES:
                 yield from self.blocks(node, depth + 1)
 
     def _paragraph(self, node: Any, depth: int) -> Iterator[Block]:
         inline = _Inline()
-        _inline(node, inline)
+        _inline(node, inline, raised=self.raised)
         plain, markdown = inline.result()
         if plain:
             level = self._heading_level(node)
@@ -336,8 +350,51 @@ class _Builder:
             yield Block(BlockKind.TABLE, text, self.page, rows=tuple(rows))
 
     def cell_text(self, cell: Any, depth: int) -> str:
-        blocks = self.blocks(cell, depth) if depth < _MAX_DEPTH else iter(())
-        return " ".join(" ".join(_flat(block).split()) for block in blocks)
+        blocks = self.blocks(cell, depth) if depth < _MAX_DEPTH and len(cell) else iter(())
+        text = " ".join(" ".join(_flat(block).split()) for block in blocks)
+        return text or _cell_value(cell)
+
+    def _object(self, node: Any, depth: int) -> Iterator[Block]:
+        """An embedded object (a chart, a formula, a text): its title, text and data table."""
+        assert self.objects is not None
+        root = self.objects.content(node.get(qn("xlink:href")) or "")
+        if root is None:
+            return
+        for title in root.iter(qn("chart:title"), qn("chart:subtitle")):
+            yield from self.blocks(title, depth + 1)
+        body = root.find(qn("office:body"))
+        for part in body if body is not None else ():
+            if part.tag == qn("office:chart"):
+                for table in part.iter(qn("table:table")):
+                    yield from self._table(table, depth + 1)
+            elif part.tag == qn("office:text"):
+                yield from self.blocks(part, depth + 1)
+
+
+def _cell_value(cell: Any) -> str:
+    """A cell's typed value when it has no text paragraph (as some writers store numbers)."""
+    for name in ("office:value", "office:date-value", "office:boolean-value"):
+        value = cell.get(qn(name))
+        if value:
+            return value
+    return ""
+
+
+class _Objects:
+    """The embedded objects of a package (charts and the like), read when met."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def content(self, href: str) -> Any | None:
+        name = href.removeprefix("./").strip("/")
+        if not name or ".." in name.split("/"):
+            return None
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                return _read_xml(archive, f"{name}/content.xml")
+        except (zipfile.BadZipFile, ValueError, SyntaxError):
+            return None
 
 
 def _flat(block: Block) -> str:
@@ -428,6 +485,7 @@ class OdtDocument(FlowDocument):
     limits = _TEXT_LIMITS
 
     def __init__(self, path: Path, mime_type: str) -> None:
+        self._path = path
         with translate_errors(self.format_label), _open_archive(path) as archive:
             self._content = _read_xml(archive, "content.xml")
             self._styles = _load_styles(archive, self._content)
@@ -439,7 +497,9 @@ class OdtDocument(FlowDocument):
             self._styles.role(p.get(qn("text:style-name"))) == "title"
             for p in self._body.iter(qn("text:p"))
         )
-        yield from _Builder(self._styles, title_shift=int(title)).blocks(self._body)
+        builder = _Builder(self._styles, title_shift=int(title))
+        builder.objects = _Objects(self._path)
+        yield from builder.blocks(self._body)
 
     def close(self) -> None:
         self._content = None
@@ -465,6 +525,7 @@ class OdpDocument(BaseDocument):
             content = _read_xml(archive, "content.xml")
             self._styles = _load_styles(archive, content)
         self._slides = list(_body(content, "office:presentation").iter(qn("draw:page")))
+        self._objects = _Objects(path)
         self.units_total = max(1, len(self._slides))
 
     def units(self, start: int = 0) -> Iterator[Unit]:
@@ -476,6 +537,7 @@ class OdpDocument(BaseDocument):
 
     def _unit(self, index: int) -> Unit:
         builder = _Builder(self._styles, page=index + 1)
+        builder.objects = self._objects
         blocks = [block for frame in self._slides[index] for block in _slide_blocks(builder, frame)]
         return Unit(index, blocks, [f"slide {index + 1}: {w}" for w in builder.warnings])
 
