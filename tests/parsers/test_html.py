@@ -37,6 +37,10 @@ def test_structure_of_a_document() -> None:
             "Header 1 | Header 2 | Header 3\nRow 1, Col 1 | Row 1, Col 2 | Row 1, Col 3\n"
             "Row 2, Col 1 | Row 2, Col 2 | Row 2, Col 3\n"
             "Row 3, Col 1 | Row 3, Col 2 | Row 3, Col 3",
+            rows=(
+                ("Header 1", "Header 2", "Header 3"),
+                *((f"Row {r}, Col 1", f"Row {r}, Col 2", f"Row {r}, Col 3") for r in (1, 2, 3)),
+            ),
         ),
     ]
 
@@ -82,13 +86,17 @@ def test_main_content_chrome_hidden_and_inline_markup(tmp_path: Path) -> None:
     )
     assert read_blocks(path) == [
         Block(H, "Article title", level=1),
-        Block(P, "Some bold and linked text.\nSecond line."),
+        Block(
+            P,
+            "Some bold and linked text.\nSecond line.",
+            markdown="Some bold and [linked](#) text.\nSecond line.",
+        ),
         Block(P, "Loose div text"),
         Block(P, "inner paragraph"),
         Block(P, "tail text"),
         Block(L, "3. three\n4. four"),
         Block(P, "Prices"),
-        Block(T, "Item | Cost\nTea | 2 €"),
+        Block(T, "Item | Cost\nTea | 2 €", rows=(("Item", "Cost"), ("Tea", "2 €"))),
     ]
 
 
@@ -105,7 +113,7 @@ def test_meta_charset_is_honoured(tmp_path: Path) -> None:
         ("<div>" * 5000 + "deep text" + "</div>" * 5000, Block(P, "deep text")),
         ("<p>" + "<span>" * 5000 + "deep" + "</span>" * 5000 + "</p>", Block(P, "deep")),
         ("<h2>" + "<b>" * 5000 + "title" + "</b>" * 5000 + "</h2>", Block(H, "title", level=2)),
-        ("<table><tr><td>" * 2000 + "cell" + "</td></tr></table>" * 2000, Block(T, "cell")),
+        ("<table><tr><td>" * 2000 + "cell" + "</td></tr></table>" * 2000, Block(T, "cell", rows=(("cell",),))),
     ],
 )
 def test_deeply_nested_markup_does_not_overflow(
@@ -135,3 +143,21 @@ def test_long_page_units_resume_exactly(tmp_path: Path) -> None:
     units = read_units(path)
     assert len(units) > 4
     assert read_units(path, 3) == units[3:]
+
+
+def test_element_boundaries_are_spaces_links_markdown_and_alt_text(tmp_path: Path) -> None:
+    path = tmp_path / "inline.html"
+    path.write_text(
+        "<p>text<a href='https://duck.example/'>duck</a> and polynesian<a>settlers</a>,"
+        " H<sub>2</sub>O, E=mc<sup>2</sup> <img src='a.png' alt='a  cat'>"
+        "<a href='javascript:void(0)'>js</a></p>"
+        "<h2>See <a href='/x'>x</a></h2><table><tr><td>a<b>b</b></td><td>|c</td></tr></table>",
+        encoding="utf-8",
+    )
+    para, heading, table = read_blocks(path)
+    assert para.text == "text duck and polynesian settlers, H 2 O, E=mc 2 a cat js"
+    assert para.markdown == (
+        "text [duck](https://duck.example/) and polynesian settlers, H 2 O, E=mc 2 a cat js"
+    )
+    assert heading == Block(H, "See x", level=2)
+    assert table.rows == (("a b", "|c"),)

@@ -3,7 +3,7 @@
 The encoding is detected as for plain text; the delimiter is tab for .tsv/.tab files and
 otherwise sniffed from the first lines among comma, semicolon, tab and pipe (comma when in
 doubt). Each row becomes one line, its cells stripped, newlines inside a cell flattened and
-joined with " | "; empty rows are skipped.
+joined with " | "; empty rows are skipped. The first row is the table's header (`rows`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from knowra_worker.document import Block, BlockKind
+from knowra_worker.document import Block
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
@@ -47,12 +47,12 @@ class CsvDocument(FlowDocument):
         with open_text(self.path, self.encoding, newline="") as stream:
             batcher = RowBatcher(_LIMITS.max_chars)
             for row in csv.reader(stream, delimiter=self.delimiter):
-                text = batcher.add(csv_row_line(row))
-                if text:
-                    yield Block(BlockKind.TABLE, text)
-            text = batcher.flush()
-            if text:
-                yield Block(BlockKind.TABLE, text)
+                block = batcher.add_row([strip_controls(cell) for cell in row])
+                if block:
+                    yield block
+            block = batcher.flush_block()
+            if block:
+                yield block
 
     def _delimiter(self, path: Path, mime_type: str) -> str:
         if mime_type == TSV or path.suffix.lower() in _TAB_EXTENSIONS:

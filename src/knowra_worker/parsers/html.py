@@ -5,9 +5,11 @@ Content root: <main>, else a single <article>, else <body>. Skipped: scripts, st
 templates, SVG, forms controls, hidden elements, <nav> and <aside>, and <header>/<footer>
 outside an article or main element (inside one they hold the article's title or notes).
 h1-h6 give headings, ul/ol a LIST block (nested lists indented), pre a CODE block, table a
-TABLE block (one line per row, cells joined with " | "), and the remaining text a PARAGRAPH
-per block-level element; inline markup is flattened, whitespace collapsed, <br> kept as a
-line break.
+TABLE block (one line per row, cells joined with " | ", and `rows`), and the remaining text
+a PARAGRAPH per block-level element; inline markup is flattened, whitespace collapsed, <br>
+kept as a line break. Every element boundary is whitespace (`text<a>duck</a>` is two words,
+as are sub- and superscripts); an image gives its alt text; a paragraph's `markdown` keeps
+its links as `[text](url)`.
 
 Encoding: BOM, else <meta charset> in the first KB, else UTF-8 if it decodes, else
 charset-normalizer. The whole page is parsed at once (HTML cannot be parsed in pieces);
@@ -33,7 +35,7 @@ from knowra_worker.parsers._common import (
     strip_controls,
 )
 from knowra_worker.parsers._encoding import bom_encoding, sniff_encoding
-from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers._tables import table_block
 from knowra_worker.parsers.base import Content, Format
 from knowra_worker.parsers.detect import HTML
 
@@ -44,7 +46,7 @@ _SKIP = frozenset(
     {
         "script", "style", "noscript", "template", "svg", "math", "nav", "aside", "head",
         "title", "meta", "link", "iframe", "object", "embed", "canvas", "video", "audio",
-        "button", "select", "datalist", "input", "textarea", "img", "picture", "map", "base",
+        "button", "select", "datalist", "input", "textarea", "map", "base",
     }
 )  # fmt: skip
 _CHROME = frozenset({"header", "footer"})
@@ -64,6 +66,7 @@ _BREAK = "\ue000"  # stands for <br> until whitespace is collapsed (a private-us
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE
 )
+_SPACE_BEFORE_PUNCT = re.compile(r" +([.,;:!?)\]])")
 _LATIN1_ALIASES = {"iso8859-1", "iso-8859-1", "latin-1", "latin1", "ascii", "us-ascii"}
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=100, section_chars=8_000)
 
@@ -152,8 +155,10 @@ def _is_hidden(node: LexborNode) -> bool:
 
 
 def _finish(text: str) -> str:
-    """Collapse whitespace, turn the <br> markers into line breaks."""
-    return collapse_inline_spaces(strip_controls(" ".join(text.split())).replace(_BREAK, "\n"))
+    """Collapse whitespace, turn the <br> markers into line breaks; no space is left before
+    closing punctuation (element boundaries add spaces: "<a>here</a>.")."""
+    text = strip_controls(" ".join(text.split())).replace(_BREAK, "\n")
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", collapse_inline_spaces(text))
 
 
 def _flat(text: str) -> str:
@@ -167,6 +172,7 @@ class _Walker:
     def __init__(self, in_content: bool) -> None:
         self.in_content = in_content
         self.inline: list[str] = []
+        self.markdown: list[str] = []  # the same run with links as [text](url)
 
     def run(self, root: LexborNode) -> Iterator[Block]:
         yield from self._children(root, 0)
@@ -174,9 +180,15 @@ class _Walker:
 
     def _flush(self) -> Iterator[Block]:
         text = _finish("".join(self.inline))
+        markdown = _finish("".join(self.markdown))
         self.inline.clear()
+        self.markdown.clear()
         if text:
-            yield Block(BlockKind.PARAGRAPH, text)
+            yield Block(BlockKind.PARAGRAPH, text, markdown="" if markdown == text else markdown)
+
+    def _add(self, text: str, markdown: str | None = None) -> None:
+        self.inline.append(text)
+        self.markdown.append(text if markdown is None else markdown)
 
     def _children(self, node: LexborNode, depth: int) -> Iterator[Block]:
         for child in node.iter(include_text=True):
@@ -185,20 +197,37 @@ class _Walker:
     def _visit(self, node: LexborNode, depth: int) -> Iterator[Block]:
         tag = node.tag or ""
         if tag == "-text":
-            self.inline.append(node.text(deep=False))
+            self._add(node.text(deep=False))
             return
         if tag.startswith("-") or tag.startswith("!") or self._skipped(node, tag):
             return
         if tag == "br":
-            self.inline.append(_BREAK)
+            self._add(_BREAK)
+        elif tag == "img":
+            self._add(f" {_alt(node)} ")
         elif depth > _MAX_DEPTH:
-            self.inline.append(f" {node.text(deep=True, separator=' ')} ")
+            self._add(f" {node.text(deep=True, separator=' ')} ")
+        elif tag == "a":
+            yield from self._link(node, depth)
         elif tag in _INLINE:
+            self._add(" ")
             yield from self._children(node, depth)
+            self._add(" ")
         else:
             yield from self._flush()
             yield from self._block(node, tag, depth)
             yield from self._flush()
+
+    def _link(self, node: LexborNode, depth: int) -> Iterator[Block]:
+        """A link: its text in the plain run, `[text](url)` in the Markdown one."""
+        start = len(self.markdown)
+        self._add(" ")
+        yield from self._children(node, depth)
+        self._add(" ")
+        href = (node.attributes.get("href") or "").strip()
+        label = _flat("".join(self.markdown[start:]))
+        if href and label and not href.lower().startswith("javascript:") and " " not in href:
+            self.markdown[start:] = [f" [{label}]({href}) "]
 
     def _skipped(self, node: LexborNode, tag: str) -> bool:
         if tag in _SKIP or (tag in _CHROME and not self.in_content):
@@ -227,8 +256,12 @@ class _Walker:
             self.in_content = self.in_content and not entered
 
 
+def _alt(img: LexborNode) -> str:
+    return " ".join((img.attributes.get("alt") or "").split())
+
+
 def node_text(node: LexborNode, exclude: frozenset[str] = frozenset(), depth: int = 0) -> str:
-    """All text under `node`: inline elements run on, block elements are space-separated."""
+    """All text under `node`, every element boundary a space."""
     parts: list[str] = []
     for child in node.iter(include_text=True):
         tag = child.tag or ""
@@ -238,11 +271,12 @@ def node_text(node: LexborNode, exclude: frozenset[str] = frozenset(), depth: in
             continue
         elif tag == "br":
             parts.append(_BREAK)
+        elif tag == "img":
+            parts.append(f" {_alt(child)} ")
         elif depth > _MAX_DEPTH:
             parts.append(child.text(deep=True, separator=" "))
         else:
-            inner = node_text(child, exclude, depth + 1)
-            parts.append(inner if tag in _INLINE else f" {inner} ")
+            parts.append(f" {node_text(child, exclude, depth + 1)} ")
     return "".join(parts)
 
 
@@ -296,9 +330,9 @@ def _table_blocks(table: LexborNode) -> Iterator[Block]:
             text = _flat(node_text(child))
             if text:
                 yield Block(BlockKind.PARAGRAPH, text)
-    text = table_text(_row_line(row) for row in _rows(table))
-    if text:
-        yield Block(BlockKind.TABLE, text)
+    block = table_block(_row_cells(row) for row in _rows(table))
+    if block:
+        yield block
 
 
 def _rows(table: LexborNode) -> Iterator[LexborNode]:
@@ -309,9 +343,9 @@ def _rows(table: LexborNode) -> Iterator[LexborNode]:
             yield from (row for row in child.iter() if row.tag == "tr")
 
 
-def _row_line(row: LexborNode) -> str:
+def _row_cells(row: LexborNode) -> list[str]:
     visible = (cell for cell in row.iter() if cell.tag in {"td", "th"} and not _is_hidden(cell))
-    return row_line(_flat(node_text(cell)) for cell in visible)
+    return [_finish(node_text(cell)) for cell in visible]
 
 
 FORMATS = (Format("html", HTML, (".html", ".htm", ".xhtml"), Content.TEXT, HtmlDocument),)
