@@ -113,7 +113,10 @@ def test_meta_charset_is_honoured(tmp_path: Path) -> None:
         ("<div>" * 5000 + "deep text" + "</div>" * 5000, Block(P, "deep text")),
         ("<p>" + "<span>" * 5000 + "deep" + "</span>" * 5000 + "</p>", Block(P, "deep")),
         ("<h2>" + "<b>" * 5000 + "title" + "</b>" * 5000 + "</h2>", Block(H, "title", level=2)),
-        ("<table><tr><td>" * 2000 + "cell" + "</td></tr></table>" * 2000, Block(T, "cell", rows=(("cell",),))),
+        (
+            "<table><tr><td>" * 2000 + "cell" + "</td></tr></table>" * 2000,
+            Block(T, "cell", rows=(("cell",),)),
+        ),
     ],
 )
 def test_deeply_nested_markup_does_not_overflow(
