@@ -1,22 +1,37 @@
 """PDF text layer through pypdfium2: one unit per page, blocks are the page's paragraphs.
 
-pdfium gives a page's text as lines. Lines are grouped into paragraphs by layout: a vertical
-gap of more than half a line, a change of font size, a jump back up the page (next column),
-a bullet or a first-line indent starts a new paragraph. A short paragraph in a font clearly
-larger than the page's body text becomes a heading. Lines of a paragraph are joined with a
-space (no space after a hyphen). Without position data (rare), blank lines split paragraphs.
+pdfium gives a page's text as lines, each placed by its first and last characters' boxes.
+From them (see `_pdf_layout` for the pure layout rules):
+- running headers and footers are dropped: lines near the top or bottom edge whose text,
+  page numbers aside, recurs on a fixed sample of pages read when the document is opened
+  (so a run started at any page drops the same lines);
+- ruled tables (`_pdf_tables`, from the page's path objects) become TABLE blocks with their
+  cells row by row, and their text is not repeated as paragraphs;
+- a page set in columns is read column after column, full-width lines kept in place;
+- lines are grouped into paragraphs by layout: a vertical gap of more than half a line, a
+  change of font size or of boldness, a jump back up the page, a bullet or a first-line
+  indent starts a new paragraph; a word hyphenated at a line end is joined again;
+- headings come from the outline (bookmark titles matched to text on their page, with the
+  bookmark's depth as level), else from the font: clearly larger than the body text, or
+  bold at body size on a page whose text is not bold;
+- what pdfium's text gets wrong is put right per line: a reference mark raised, smaller or
+  set apart from its word gets a space (`center1`), Arabic lam-alef ligatures come in
+  logical order, right-to-left text stored in visual order is reversed, Arabic and Latin
+  words never touch.
+Without position data (rare), blank lines split paragraphs.
 
 pdfium is not thread-safe: every call into it holds one module-wide lock, and each page and
-its text page are closed as soon as their text is out, so memory stays at one page.
+its text page are closed as soon as their lines are out, so memory stays at one page.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import re
 import statistics
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +49,22 @@ from knowra_worker.parsers._common import (
     strip_controls,
     translate_errors,
 )
+from knowra_worker.parsers._ocr import needs_ocr, ocr_page
+from knowra_worker.parsers._pdf_layout import (
+    EDGE_BAND,
+    Line,
+    PageLines,
+    drop_edges,
+    has_arabic,
+    join_lines,
+    logical_order,
+    reading_order,
+    repeated_edges,
+    sample_pages,
+    space_scripts,
+)
+from knowra_worker.parsers._pdf_tables import Char, Table, find_tables
+from knowra_worker.parsers._tables import row_line, table_text
 from knowra_worker.parsers.base import BaseDocument, Content, Format
 from knowra_worker.parsers.detect import PDF
 
@@ -42,26 +73,33 @@ if TYPE_CHECKING:  # pypdfium2 is imported where a file is opened, not with this
 
 PDFIUM_LOCK = threading.RLock()
 
+log = logging.getLogger(__name__)
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BULLET = re.compile(
     r"^([\u2022\u25cf\u25cb\u25e6\u25aa\u25a0\u2023\u2043\u2219\u00b7*\u2013-]\s|\d{1,2}[.)]\s)"
 )
+_NOT_WORD = re.compile(r"[\W_]+")
+_GLUED_MARK = re.compile(r"[^\W\d_](?=\d)")  # a letter, then a digit
+_ALEF_LAM = re.compile("[\u0622\u0623\u0625\u0627]\u0644")
+_ARABIC_WORD = re.compile("[\u0621-\u064a\u066e-\u06d3]{2,}")
 _PARAGRAPH_GAP = 0.5  # of a line's height
 _FONT_CHANGE = 1.25  # ratio of line heights
 _HEADING_RATIO = 1.3  # of the body text's line height
 _HEADING_MAX_CHARS = 150
 _HEADING_MAX_LINES = 2
+_BOLD_HEADING_MAX_CHARS = 100
+_BOLD_LEVEL = 4
 _MIN_BODY_CHARS = 200
-
-
-@dataclass(slots=True)
-class _Line:
-    text: str
-    left: float = 0.0
-    bottom: float = 0.0
-    top: float = 0.0
-    size: float = 0.0  # height of one character's box: a proxy for the font size
-    placed: bool = False  # whether the position is known
+_MAX_LEVEL = 9
+_OUTLINE_MAX_DEPTH = 8
+_OUTLINE_MAX_ITEMS = 20_000
+_BOLD_WEIGHT = 600
+_FORCE_BOLD = 1 << 18  # PDF font descriptor flag ForceBold
+_MARK_SIZE = 0.85  # a mark's box height against its word's
+_MARK_GAP = 0.25  # of the word's height: a gap pdfium did not turn into a space
+_MARK_RAISE = 0.2  # of the word's height: a baseline raised like a superscript's
+_SAME_BOX = 0.01  # points
 
 
 class PdfDocument(BaseDocument):
@@ -73,11 +111,19 @@ class PdfDocument(BaseDocument):
         self._pdf: pdfium.PdfDocument | None = _load(path)
         with PDFIUM_LOCK:
             self.units_total = len(self._pdf)
+            # Decided once from the whole document, so that every page reads alike whatever
+            # page a run starts at.
+            self._edges = _repeated_edges(self._pdf, self.units_total)
+            self._outline = _outline(self._pdf)
 
     def units(self, start: int = 0) -> Iterator[Unit]:
         for index in range(max(0, start), self.units_total):
-            lines = self._page_lines(index)
-            yield Unit(index, _blocks(lines, page=index + 1))
+            page = self._page_lines(index)  # the lines of the page as extracted
+            reason = needs_ocr(page)  # no usable text layer (a scan): read it by OCR
+            if reason:
+                yield ocr_page(self._pdf, index, reason, PDFIUM_LOCK)
+                continue
+            yield Unit(index, self._blocks(page, index))
 
     def close(self) -> None:
         pdf, self._pdf = self._pdf, None
@@ -85,7 +131,11 @@ class PdfDocument(BaseDocument):
             with PDFIUM_LOCK:
                 pdf.close()
 
-    def _page_lines(self, index: int) -> list[_Line]:
+    def _blocks(self, page: PageLines, index: int) -> list[Block]:
+        lines = reading_order(drop_edges(page, self._edges))
+        return _blocks(lines, page.tables or [], index + 1, self._outline.get(index, ()))
+
+    def _page_lines(self, index: int) -> PageLines:
         if self._pdf is None:
             raise RuntimeError("the document is closed")
         with PDFIUM_LOCK, translate_errors(f"PDF (page {index + 1})"):
@@ -93,7 +143,7 @@ class PdfDocument(BaseDocument):
             try:
                 textpage = page.get_textpage()
                 try:
-                    return _extract_lines(textpage)
+                    return _read_page(page, textpage)
                 finally:
                     textpage.close()
             finally:
@@ -133,23 +183,121 @@ def _load_error(exc: pdfium.PdfiumError) -> KnowraError:
     return CorruptFile(f"not a valid PDF: {describe_exception(exc)}")
 
 
-# --- text extraction (called with the lock held) ----------------------------------------
+# --- the document as a whole (called with the lock held) ----------------------------------
 
 
-def _extract_lines(textpage: pdfium.PdfTextPage) -> list[_Line]:
+def _repeated_edges(pdf: pdfium.PdfDocument, total: int) -> frozenset[str]:
+    """Running headers and footers, from the top and bottom bands of a fixed sample of
+    pages (pdfium reads only the text inside those bands)."""
+    sampled = []
+    for index in sample_pages(total):
+        try:
+            sampled.append(_edge_lines(pdf, index))
+        except pdfium_error() as exc:  # an unreadable page says nothing about the others
+            log.debug("page %d skipped while looking for running headers: %s", index + 1, exc)
+    return repeated_edges(sampled) if len(sampled) >= 2 else frozenset()
+
+
+def _edge_lines(pdf: pdfium.PdfDocument, index: int) -> list[str]:
+    page = pdf[index]
+    try:
+        width, height = page.get_size()
+        textpage = page.get_textpage()
+        try:
+            band = EDGE_BAND * height
+            top = textpage.get_text_bounded(left=0, bottom=height - band, right=width, top=height)
+            bottom = textpage.get_text_bounded(left=0, bottom=0, right=width, top=band)
+        finally:
+            textpage.close()
+    finally:
+        page.close()
+    return [strip_controls(line) for line in _LINE_BREAK.split(top + "\n" + bottom)]
+
+
+def _outline(pdf: pdfium.PdfDocument) -> dict[int, tuple[tuple[int, str], ...]]:
+    """The document's bookmarks by page index: (heading level, title key)."""
+    by_page: dict[int, list[tuple[int, str]]] = {}
+    try:
+        for count, bookmark in enumerate(pdf.get_toc(max_depth=_OUTLINE_MAX_DEPTH)):
+            if count >= _OUTLINE_MAX_ITEMS:
+                break
+            dest = bookmark.get_dest()
+            index = dest.get_index() if dest is not None else None
+            key = _title_key(bookmark.get_title() or "")
+            if index is not None and key:
+                level = min(bookmark.level + 1, _MAX_LEVEL)
+                by_page.setdefault(index, []).append((level, key))
+    except pdfium_error() as exc:  # a broken outline: headings then come from fonts only
+        log.debug("outline skipped: %s", exc)
+    return {index: tuple(items) for index, items in by_page.items()}
+
+
+def pdfium_error() -> type[Exception]:
+    import pypdfium2 as pdfium
+
+    return pdfium.PdfiumError
+
+
+def _title_key(text: str) -> str:
+    return " ".join(_NOT_WORD.sub(" ", text.casefold()).split())
+
+
+# --- a page's lines (called with the lock held) ------------------------------------------
+
+
+def _read_page(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLines:
+    height = page.get_height()
     count = textpage.count_chars()
     if count <= 0:
-        return []
+        return PageLines([], height, [])
     text = textpage.get_text_range(0, count)
     # Positions are by char index; text offsets differ where pdfium left chars out.
-    mapped = len(text) != count
+    index = _CharIndex(textpage, len(text) != count)
+    lines = _extract_lines(textpage, text, index)
+    tables = find_tables(page, textpage, height, lambda: _page_chars(textpage, text, index))
+    if tables:
+        lines = _stand_in_tables(lines, tables, height)
+    return PageLines(lines, height, [table.rows for table in tables])
+
+
+def _extract_lines(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -> list[Line]:
     lines = []
     for start, end in _line_spans(text):
-        line = _Line(strip_controls(text[start:end]).rstrip())
+        line = Line(strip_controls(text[start:end]).rstrip())
         if line.text.strip():
-            _place(textpage, line, text, (start, end), mapped)
+            _place(textpage, line, text, (start, end), index)
+            line.text = _fix_text(textpage, text, (start, end), index)
         lines.append(line)
     return lines
+
+
+def _page_chars(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -> list[Char]:
+    """Every visible character of the page with its box (for pages with ruled tables)."""
+    import pypdfium2.raw as pdfium_c
+
+    left, bottom, right, top = (ctypes.c_double(0) for _ in range(4))
+    boxes = [ctypes.byref(v) for v in (left, right, bottom, top)]
+    chars = []
+    for offset, char in enumerate(text):
+        if char.isspace() or (at := index(offset)) < 0:
+            continue
+        if pdfium_c.FPDFText_GetCharBox(textpage, at, *boxes):
+            chars.append(Char(offset, char, left.value, bottom.value, right.value, top.value))
+    return chars
+
+
+class _CharIndex:
+    """Text offsets to pdfium char indexes (the same unless pdfium left chars out)."""
+
+    def __init__(self, textpage: pdfium.PdfTextPage, mapped: bool) -> None:
+        self.textpage, self.mapped = textpage, mapped
+
+    def __call__(self, offset: int) -> int:
+        if not self.mapped:
+            return offset
+        import pypdfium2.raw as pdfium_c
+
+        return int(pdfium_c.FPDFText_GetCharIndexFromTextIndex(self.textpage, offset))
 
 
 def _line_spans(text: str) -> Iterator[tuple[int, int]]:
@@ -161,55 +309,212 @@ def _line_spans(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _place(
-    textpage: pdfium.PdfTextPage, line: _Line, text: str, span: tuple[int, int], mapped: bool
+    textpage: pdfium.PdfTextPage,
+    line: Line,
+    text: str,
+    span: tuple[int, int],
+    chars: _CharIndex,
 ) -> None:
-    """Set the line's box from its first and last visible characters' (loose) boxes."""
+    """Set the line's box from its first and last visible characters' (loose) boxes, and
+    whether both are bold."""
+    import pypdfium2 as pdfium
+
+    start, end = span
+    first = chars(next(i for i in range(start, end) if not text[i].isspace()))
+    last = chars(next(i for i in range(end - 1, start - 1, -1) if not text[i].isspace()))
+    if first < 0 or last < 0:
+        return
+    try:
+        left, bottom, right, top = textpage.get_charbox(first, loose=True)
+        left2, bottom2, right2, top2 = textpage.get_charbox(last, loose=True)
+    except pdfium.PdfiumError:
+        return
+    line.left, line.right = min(left, left2), max(right, right2)
+    line.bottom, line.top = min(bottom, bottom2), max(top, top2)
+    line.size = max(top - bottom, top2 - bottom2)
+    line.placed = line.size > 0
+    line.bold = _bold(textpage, first) and _bold(textpage, last)
+
+
+def _bold(textpage: pdfium.PdfTextPage, index: int) -> bool:
+    """A weight of 600 or more, or a font named bold (many fonts report no weight)."""
+    import pypdfium2.raw as pdfium_c
+
+    if pdfium_c.FPDFText_GetFontWeight(textpage, index) >= _BOLD_WEIGHT:
+        return True
+    buffer = ctypes.create_string_buffer(128)
+    flags = ctypes.c_int(0)
+    size = pdfium_c.FPDFText_GetFontInfo(textpage, index, buffer, len(buffer), ctypes.byref(flags))
+    name = buffer.value.decode("latin-1", "replace").casefold() if size else ""
+    return "bold" in name or "black" in name or bool(flags.value & _FORCE_BOLD)
+
+
+def _fix_text(
+    textpage: pdfium.PdfTextPage, text: str, span: tuple[int, int], chars: _CharIndex
+) -> str:
+    """The line's text with what pdfium's order and spacing get wrong put right: reference
+    marks apart from their word, lam-alef ligatures in logical order, right-to-left text
+    stored in visual order reversed, Arabic and Latin words apart."""
+    start, end = span
+    raw = text[start:end]
+    if _GLUED_MARK.search(raw):
+        raw = _space_marks(textpage, raw, start, chars)
+    if has_arabic(raw):
+        raw = _fix_ligatures(textpage, raw, start, chars)
+        if _visual_order(textpage, raw, start, chars):
+            raw = logical_order(raw)
+        raw = space_scripts(raw)
+    return strip_controls(raw).rstrip()
+
+
+def _space_marks(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIndex) -> str:
+    """A space before a digit set apart from the letter it follows: raised, smaller or
+    distant (a footnote or reference mark, `center1` -> `center 1`)."""
+    cuts = [
+        match.end()
+        for match in _GLUED_MARK.finditer(raw)
+        if _set_apart(textpage, chars(start + match.start()), chars(start + match.end()))
+    ]
+    for cut in reversed(cuts):
+        raw = raw[:cut] + " " + raw[cut:]
+    return raw
+
+
+def _set_apart(textpage: pdfium.PdfTextPage, letter: int, mark: int) -> bool:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
-    start, end = span
-    first = next(i for i in range(start, end) if not text[i].isspace())
-    last = next(i for i in range(end - 1, start - 1, -1) if not text[i].isspace())
-    if mapped:
-        first = pdfium_c.FPDFText_GetCharIndexFromTextIndex(textpage, first)
-        last = pdfium_c.FPDFText_GetCharIndexFromTextIndex(textpage, last)
-        if first < 0 or last < 0:
-            return
+    if letter < 0 or mark < 0:
+        return False
     try:
-        left, bottom, _, top = textpage.get_charbox(first, loose=True)
-        _, bottom2, _, top2 = textpage.get_charbox(last, loose=True)
+        _, low, right, high = textpage.get_charbox(letter, loose=True)
+        left, low2, _, high2 = textpage.get_charbox(mark, loose=True)
     except pdfium.PdfiumError:
-        return
-    line.left, line.bottom, line.top = left, min(bottom, bottom2), max(top, top2)
-    line.size = max(top - bottom, top2 - bottom2)
-    line.placed = line.size > 0
+        return False
+    size, size2 = high - low, high2 - low2
+    if size <= 0:
+        return False
+    if size2 < _MARK_SIZE * size or left - right > _MARK_GAP * size:
+        return True
+    y, y2 = ctypes.c_double(0), ctypes.c_double(0)
+    x = ctypes.c_double(0)
+    if not pdfium_c.FPDFText_GetCharOrigin(textpage, letter, ctypes.byref(x), ctypes.byref(y)):
+        return False
+    if not pdfium_c.FPDFText_GetCharOrigin(textpage, mark, ctypes.byref(x), ctypes.byref(y2)):
+        return False
+    return y2.value - y.value > _MARK_RAISE * size
+
+
+def _fix_ligatures(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIndex) -> str:
+    """pdfium gives a lam-alef ligature's two letters alef first (`اإل` for `الإ`): swap
+    the pairs that come from one glyph (both letters share one box)."""
+    swaps = [
+        match.start()
+        for match in _ALEF_LAM.finditer(raw)
+        if _same_box(textpage, chars(start + match.start()), chars(start + match.start() + 1))
+    ]
+    for at in swaps:
+        raw = raw[:at] + raw[at + 1] + raw[at] + raw[at + 2 :]
+    return raw
+
+
+def _same_box(textpage: pdfium.PdfTextPage, first: int, second: int) -> bool:
+    import pypdfium2 as pdfium
+
+    if first < 0 or second < 0:
+        return False
+    try:
+        box, box2 = textpage.get_charbox(first), textpage.get_charbox(second)
+    except pdfium.PdfiumError:
+        return False
+    return all(abs(a - b) < _SAME_BOX for a, b in zip(box, box2, strict=True))
+
+
+def _visual_order(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIndex) -> bool:
+    """Whether the line's Arabic letters run left to right in pdfium's order: the text was
+    stored in visual order, not logical."""
+    match = _ARABIC_WORD.search(raw)
+    if match is None:
+        return False
+    first, last = chars(start + match.start()), chars(start + match.end() - 1)
+    if first < 0 or last < 0:
+        return False
+    return bool(textpage.get_charbox(last)[0] > textpage.get_charbox(first)[0])
+
+
+def _stand_in_tables(lines: list[Line], tables: list[Table], height: float) -> list[Line]:
+    """The page's lines with those inside a table replaced by one stand-in per table, where
+    the table's first line was."""
+    result: list[Line] = []
+    placed: set[int] = set()
+    for line in lines:
+        number = _table_of(line, tables, height)
+        if number is None:
+            result.append(line)
+        elif number not in placed:
+            placed.add(number)
+            x0, top, x1, bottom = tables[number].bbox
+            result.append(
+                Line("", x0, x1, height - bottom, height - top, 1.0, placed=True, table=number)
+            )
+    return result
+
+
+def _table_of(line: Line, tables: list[Table], height: float) -> int | None:
+    if not line.placed:
+        return None
+    x = (line.left + line.right) / 2
+    y = height - (line.top + line.bottom) / 2
+    for number, table in enumerate(tables):
+        x0, top, x1, bottom = table.bbox
+        if x0 <= x <= x1 and top <= y <= bottom:
+            return number
+    return None
 
 
 # --- paragraphs (pure Python, no lock needed) -------------------------------------------
 
 
-def _blocks(lines: list[_Line], page: int) -> list[Block]:
-    paragraphs = _paragraphs(lines)
+def _blocks(
+    lines: list[Line],
+    tables: list[tuple[tuple[str, ...], ...]],
+    page: int,
+    outline: tuple[tuple[int, str], ...],
+) -> list[Block]:
+    paragraphs = _split_outline_titles(_paragraphs(lines), outline)
     body = _body_height(paragraphs)
+    bold_body = _bold_body(paragraphs)
     blocks = []
     for paragraph in paragraphs:
-        text = _join(paragraph)
+        if paragraph[0].table >= 0:
+            blocks.append(_table_block(tables[paragraph[0].table], page))
+            continue
+        text = join_lines(line.text for line in paragraph)
         if not text:
             continue
-        level = _heading_level(paragraph, text, body)
+        level = _outline_level(text, outline) or _heading_level(
+            paragraph, text, body, bold_body or bool(outline)
+        )
         kind = BlockKind.HEADING if level else BlockKind.PARAGRAPH
         blocks.append(Block(kind, text, page=page, level=level))
     return blocks
 
 
-def _paragraphs(lines: list[_Line]) -> list[list[_Line]]:
-    paragraphs: list[list[_Line]] = []
-    current: list[_Line] = []
+def _table_block(rows: tuple[tuple[str, ...], ...], page: int) -> Block:
+    text = table_text(row_line(row) for row in rows)
+    return Block(BlockKind.TABLE, text, page=page, rows=rows)
+
+
+def _paragraphs(lines: list[Line]) -> list[list[Line]]:
+    paragraphs: list[list[Line]] = []
+    current: list[Line] = []
     for line in lines:
-        if not line.text.strip():
+        if line.table >= 0 or not line.text.strip():
             if current:
                 paragraphs.append(current)
             current = []
+            if line.table >= 0:
+                paragraphs.append([line])
             continue
         if current and _starts_paragraph(current, line):
             paragraphs.append(current)
@@ -220,7 +525,7 @@ def _paragraphs(lines: list[_Line]) -> list[list[_Line]]:
     return paragraphs
 
 
-def _starts_paragraph(current: list[_Line], line: _Line) -> bool:
+def _starts_paragraph(current: list[Line], line: Line) -> bool:
     previous = current[-1]
     if _BULLET.match(line.text.lstrip()):
         return True
@@ -233,31 +538,45 @@ def _starts_paragraph(current: list[_Line], line: _Line) -> bool:
         return True
     if max(previous.size, line.size) > _FONT_CHANGE * height:
         return True
+    if previous.bold != line.bold and len(current) <= _HEADING_MAX_LINES:
+        return True  # a bold heading run straight into its text
     indented = line.left - previous.left > 0.8 * height
     return indented and len(current) > 1 and not _BULLET.match(current[0].text.lstrip())
 
 
-def _join(paragraph: list[_Line]) -> str:
-    text = ""
-    for line in paragraph:
-        part = line.text.strip()
-        if not part:
-            continue
-        if not text:
-            text = part
-        elif text.endswith("-"):
-            text += part
-        else:
-            text += " " + part
-    return text
+def _split_outline_titles(
+    paragraphs: list[list[Line]], outline: tuple[tuple[int, str], ...]
+) -> list[list[Line]]:
+    """A paragraph whose first lines are a bookmark's title is cut after them: the title is
+    a heading even where its font does not set it apart from the text below."""
+    if not outline:
+        return paragraphs
+    titles = {key for _, key in outline}
+    result = []
+    for paragraph in paragraphs:
+        cut = next(
+            (
+                n
+                for n in range(1, min(len(paragraph), _HEADING_MAX_LINES + 1))
+                if _title_key(join_lines(line.text for line in paragraph[:n])) in titles
+            ),
+            0,
+        )
+        result.extend([paragraph[:cut], paragraph[cut:]] if cut else [paragraph])
+    return result
 
 
-def _body_height(paragraphs: list[list[_Line]]) -> float | None:
+def _outline_level(text: str, outline: tuple[tuple[int, str], ...]) -> int:
+    key = _title_key(text)
+    return next((level for level, title in outline if title == key), 0)
+
+
+def _body_height(paragraphs: list[list[Line]]) -> float | None:
     """The line height carrying most characters on the page (None if too little text)."""
     weights: dict[float, int] = {}
     for paragraph in paragraphs:
         for line in paragraph:
-            if line.placed:
+            if line.placed and line.table < 0:
                 key = round(line.size * 2) / 2
                 weights[key] = weights.get(key, 0) + len(line.text)
     if sum(weights.values()) < _MIN_BODY_CHARS:
@@ -265,7 +584,19 @@ def _body_height(paragraphs: list[list[_Line]]) -> float | None:
     return max(weights, key=lambda height: weights[height])
 
 
-def _heading_level(paragraph: list[_Line], text: str, body: float | None) -> int:
+def _bold_body(paragraphs: list[list[Line]]) -> bool:
+    """Whether most of the page's text is bold (then bold sets nothing apart)."""
+    bold = total = 0
+    for paragraph in paragraphs:
+        for line in paragraph:
+            total += len(line.text)
+            bold += len(line.text) if line.bold else 0
+    return bold * 2 > total
+
+
+def _heading_level(paragraph: list[Line], text: str, body: float | None, ignore_bold: bool) -> int:
+    """A level from the font: clearly larger than the body text (1 to 3 by how much), or
+    bold at body size on a page whose text is not bold (4)."""
     if body is None or len(paragraph) > _HEADING_MAX_LINES or len(text) > _HEADING_MAX_CHARS:
         return 0
     if not all(line.placed for line in paragraph) or not _wordy(text):
@@ -275,7 +606,15 @@ def _heading_level(paragraph: list[_Line], text: str, body: float | None) -> int
         return 1
     if ratio >= 1.5:
         return 2
-    return 3 if ratio >= _HEADING_RATIO else 0
+    if ratio >= _HEADING_RATIO:
+        return 3
+    bold = all(line.bold for line in paragraph) and not ignore_bold
+    return _BOLD_LEVEL if bold and ratio >= 0.95 and _heading_like(text) else 0
+
+
+def _heading_like(text: str) -> bool:
+    """Short, and not a sentence (a bold sentence is emphasis, not a heading)."""
+    return len(text) <= _BOLD_HEADING_MAX_CHARS and not text.rstrip().endswith((".", ",", ";"))
 
 
 def _wordy(text: str) -> bool:

@@ -1,0 +1,243 @@
+"""Ruled tables of a PDF page, from pdfium's path objects (called with PDFIUM_LOCK held).
+
+The ruling lines a page draws (stroked or filled paths, thin rectangles included) become
+horizontal and vertical edges; pdfplumber's geometry (MIT: snapping and joining edges, their
+intersections, the cells those describe, cells grouped into tables) finds the tables, and
+each cell's text is pdfium's characters whose centre lies in the cell. pdfplumber's own PDF parsing
+(pdfminer) is never used: the page is read once, by pdfium. A page without both horizontal
+and vertical rules costs one pass over its objects and nothing more.
+
+Grids with few cells of their own (boxes drawn around a figure or a code sample) are not
+tables; a position covered by a merged cell is left empty (the text is given once).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from knowra_worker.parsers._common import strip_controls
+from knowra_worker.parsers._pdf_layout import join_lines, space_scripts
+
+if TYPE_CHECKING:
+    import pypdfium2 as pdfium
+
+_MAX_PATHS = 4000  # a page drawing more is a figure, not a table
+_MIN_EDGE = 3.0  # points: shorter segments are glyph-like marks, not rules
+_AXIS_SLACK = 1.0  # points a rule may lean and still count as horizontal or vertical
+_TOLERANCE = 3.0  # pdfplumber's default snap, join and intersection tolerances
+
+_MIN_FILLED = 0.5  # of a grid's positions that hold a cell of their own
+_ALEFS = "\u0622\u0623\u0625\u0627"
+_LAM = "\u0644"
+
+Box = tuple[float, float, float, float]  # x0, top, x1, bottom; top measured from the page top
+
+
+@dataclass(frozen=True, slots=True)
+class Char:
+    """One character of the page's text: its offset in the text, and its box."""
+
+    offset: int
+    text: str
+    left: float
+    bottom: float
+    right: float
+    top: float
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return (self.left, self.bottom, self.right, self.top)
+
+
+CharBoxes = Callable[[], list[Char]]  # the page's characters, read only when needed
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    bbox: Box
+    rows: tuple[tuple[str, ...], ...]
+
+
+def find_tables(
+    page: pdfium.PdfPage, textpage: pdfium.PdfTextPage, height: float, chars: CharBoxes
+) -> list[Table]:
+    edges = _edges(page, height)
+    if not (
+        any(e["orientation"] == "h" for e in edges) and any(e["orientation"] == "v" for e in edges)
+    ):
+        return []
+    from pdfplumber.table import Table as CellTable
+    from pdfplumber.table import (
+        cells_to_tables,
+        edges_to_intersections,
+        intersections_to_cells,
+        merge_edges,
+    )
+
+    edges = merge_edges(edges, _TOLERANCE, _TOLERANCE, _TOLERANCE, _TOLERANCE)
+    edges = [e for e in edges if max(e["x1"] - e["x0"], e["bottom"] - e["top"]) >= _MIN_EDGE]
+    cells = intersections_to_cells(edges_to_intersections(edges, _TOLERANCE, _TOLERANCE))
+    tables = []
+    for group in cells_to_tables(cells):
+        grid = CellTable(None, group)  # type: ignore[arg-type]  # rows need only the cells
+        if not _grid_like(grid):
+            continue
+        rows = _rows(grid, chars(), height)
+        if len(rows) >= 2 and max(len(row) for row in rows) >= 2 and _has_text(rows):
+            tables.append(Table(grid.bbox, rows))
+    return tables
+
+
+def _grid_like(grid: Any) -> bool:
+    """Most positions of the grid hold a cell of their own: boxes drawn around a figure or
+    a code sample make one big cell among slivers, not a table."""
+    rows = grid.rows
+    positions = sum(len(row.cells) for row in rows)
+    filled = sum(cell is not None for row in rows for cell in row.cells)
+    return positions > 0 and filled >= _MIN_FILLED * positions
+
+
+def _has_text(rows: tuple[tuple[str, ...], ...]) -> bool:
+    return sum(bool(cell) for row in rows for cell in row) >= 2
+
+
+def _rows(grid: Any, chars: list[Char], height: float) -> tuple[tuple[str, ...], ...]:
+    texts = _cell_texts(grid.cells, chars, height)
+    rows = []
+    for row in grid.rows:
+        cells = tuple(texts.get(cell, "") if cell else "" for cell in row.cells)
+        if any(cells):
+            rows.append(cells)
+    return tuple(rows)
+
+
+def _cell_texts(cells: list[Box], chars: list[Char], height: float) -> dict[Box, str]:
+    """Each cell's characters (by their centre), in pdfium's order; a break between runs
+    that pdfium does not give one after the other."""
+    runs: dict[Box, list[list[Char]]] = {}
+    for char in chars:
+        x, y = (char.left + char.right) / 2, height - (char.bottom + char.top) / 2
+        cell = next((c for c in cells if c[0] <= x < c[2] and c[1] <= y < c[3]), None)
+        if cell is None:
+            continue
+        pieces = runs.setdefault(cell, [])
+        if pieces and pieces[-1][-1].offset == char.offset - 1:
+            pieces[-1].append(char)
+        else:
+            pieces.append([char])
+    return {cell: _cell_text(pieces) for cell, pieces in runs.items()}
+
+
+def _cell_text(pieces: list[list[Char]]) -> str:
+    lines = [space_scripts(strip_controls(_ligatures_in_order(piece))) for piece in pieces]
+    return " ".join(join_lines(lines).split())
+
+
+def _ligatures_in_order(piece: list[Char]) -> str:
+    """The run's text, a lam-alef ligature's two letters (one glyph, one box) lam first."""
+    text = [char.text for char in piece]
+    for i in range(len(piece) - 1):
+        first, second = piece[i], piece[i + 1]
+        if first.text in _ALEFS and second.text == _LAM and first.box == second.box:
+            text[i], text[i + 1] = second.text, first.text
+    return "".join(text)
+
+
+# --- ruling lines -----------------------------------------------------------------------------
+
+
+def _edges(page: pdfium.PdfPage, height: float) -> list[dict[str, Any]]:
+    import pypdfium2.raw as pdfium_c
+
+    count = pdfium_c.FPDFPage_CountObjects(page)
+    edges: list[dict[str, Any]] = []
+    paths = 0
+    for i in range(count):
+        obj = pdfium_c.FPDFPage_GetObject(page, i)
+        if pdfium_c.FPDFPageObj_GetType(obj) != pdfium_c.FPDF_PAGEOBJ_PATH:
+            continue
+        paths += 1
+        if paths > _MAX_PATHS:
+            return []
+        if _drawn(obj):
+            edges.extend(_path_edges(obj, height))
+    return edges
+
+
+def _drawn(obj: Any) -> bool:
+    import pypdfium2.raw as pdfium_c
+
+    fill, stroke = ctypes.c_int(0), ctypes.c_int(0)
+    if not pdfium_c.FPDFPath_GetDrawMode(obj, ctypes.byref(fill), ctypes.byref(stroke)):
+        return False
+    return bool(fill.value or stroke.value)
+
+
+def _path_edges(obj: Any, height: float) -> list[dict[str, Any]]:
+    points = _path_points(obj)
+    edges = []
+    for (xa, ya), (xb, yb) in zip(points, points[1:], strict=False):
+        if xa is None or xb is None:
+            continue
+        edge = _edge(xa, ya, xb, yb, height)
+        if edge is not None:
+            edges.append(edge)
+    return edges
+
+
+def _path_points(obj: Any) -> list[tuple[Any, Any]]:
+    """The path's points in page space, (None, None) between subpaths; closed subpaths end
+    at their first point again. Curves count by their end points only (a rounded corner
+    still joins its two rules)."""
+    import pypdfium2.raw as pdfium_c
+
+    matrix = pdfium_c.FS_MATRIX()
+    if not pdfium_c.FPDFPageObj_GetMatrix(obj, ctypes.byref(matrix)):
+        return []
+    a, b, c, d, e, f = matrix.a, matrix.b, matrix.c, matrix.d, matrix.e, matrix.f
+    x, y = ctypes.c_float(0), ctypes.c_float(0)
+    points: list[tuple[Any, Any]] = []
+    start: tuple[float, float] | None = None
+    for i in range(pdfium_c.FPDFPath_CountSegments(obj)):
+        segment = pdfium_c.FPDFPath_GetPathSegment(obj, i)
+        if not pdfium_c.FPDFPathSegment_GetPoint(segment, ctypes.byref(x), ctypes.byref(y)):
+            continue
+        point = (a * x.value + c * y.value + e, b * x.value + d * y.value + f)
+        if pdfium_c.FPDFPathSegment_GetType(segment) == pdfium_c.FPDF_SEGMENT_MOVETO:
+            points.append((None, None))
+            start = point
+        points.append(point)
+        if pdfium_c.FPDFPathSegment_GetClose(segment) and start is not None:
+            points.append(start)
+    return points
+
+
+def _edge(xa: float, ya: float, xb: float, yb: float, height: float) -> dict[str, Any] | None:
+    if abs(ya - yb) <= _AXIS_SLACK and abs(xa - xb) >= _MIN_EDGE:
+        top = height - (ya + yb) / 2
+        x0, x1 = sorted((xa, xb))
+        return {
+            "x0": x0,
+            "x1": x1,
+            "top": top,
+            "bottom": top,
+            "width": x1 - x0,
+            "height": 0.0,
+            "orientation": "h",
+        }
+    if abs(xa - xb) <= _AXIS_SLACK and abs(ya - yb) >= _MIN_EDGE:
+        x = (xa + xb) / 2
+        top, bottom = height - max(ya, yb), height - min(ya, yb)
+        return {
+            "x0": x,
+            "x1": x,
+            "top": top,
+            "bottom": bottom,
+            "width": 0.0,
+            "height": bottom - top,
+            "orientation": "v",
+        }
+    return None
