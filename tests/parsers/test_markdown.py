@@ -39,7 +39,8 @@ def test_code_lists_and_setext_headings() -> None:
     assert Block(L, "- foo") in blocks and Block(L, "1. bar") in blocks
     assert Block(H, "my setext heading level 2", level=2) in blocks
     assert Block(C, 'print("Hi!")') in blocks
-    assert Block(C, 'print("Hello world!")') in blocks
+    code = 'print("Hello world!")'
+    assert Block(C, code, markdown=f"```python\n{code}\n```") in blocks
     assert all(b.text.strip() not in {"-", "1."} for b in blocks)  # empty lists give nothing
 
 
@@ -63,7 +64,12 @@ def test_inline_markup_becomes_clean_text(tmp_path: Path) -> None:
     )
     assert read_blocks(path) == [
         Block(H, "A styled heading link", level=2),
-        Block(P, "Text with bold, a link, an image,\nan & entity and an escaped * star."),
+        Block(
+            P,
+            "Text with bold, a link, an image,\nan & entity and an escaped * star.",
+            markdown="Text with bold, a [link](http://example.com), an image,\n"
+            "an & entity and an escaped * star.",
+        ),
         Block(P, "Quoted words."),
         Block(L, "- item one\n  - nested item\n    continued paragraph\n- item two"),
         Block(L, "3. third\n4. fourth"),
@@ -92,3 +98,15 @@ def test_big_markdown_is_parsed_in_segments_without_breaking_fences(tmp_path: Pa
     assert len(codes) == 40 and all(code.count("\n\n") == 29 for code in codes)
     assert all(unit.blocks[0].kind is H for unit in units)  # units follow sections here
     assert read_units(path, start=2) == units[2:]
+
+
+def test_tables_carry_rows_and_code_keeps_its_language(tmp_path: Path) -> None:
+    path = tmp_path / "table.md"
+    path.write_text(
+        "| Name | Link |\n| --- | --- |\n| duck | [site](https://d.example) |\n\n"
+        "~~~ js\nlet x = 1;\n~~~\n",
+        encoding="utf-8",
+    )
+    table, code = read_blocks(path)
+    assert table == Block(T, "Name | Link\nduck | site", rows=(("Name", "Link"), ("duck", "site")))
+    assert code == Block(C, "let x = 1;", markdown="```js\nlet x = 1;\n```")

@@ -4,7 +4,9 @@ Blocks keep the structure and drop the markup: headings (ATX and setext) with th
 paragraphs, lists as LIST blocks ("- item" / "1. item" lines, nested items indented), fenced
 and indented code as CODE, tables as TABLE (one line per row, cells joined with " | "),
 block quotes as their inner blocks, raw HTML blocks through the HTML parser. Inline markup is
-reduced to its text: links and images give their text, entities and escapes are decoded.
+reduced to its text: links and images give their text, entities and escapes are decoded; a
+paragraph's `markdown` keeps its links as [text](url), fenced code keeps its info string, and
+tables carry their `rows`.
 
 The file is decoded as a stream (same encoding detection as plain text) and parsed in
 segments of about 32 KB cut at blank lines outside fenced code, so memory stays bounded.
@@ -18,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from knowra_worker.document import Block, BlockKind
+from knowra_worker.document import Block, BlockKind, fenced
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
@@ -27,7 +29,7 @@ from knowra_worker.parsers._common import (
     strip_controls,
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
-from knowra_worker.parsers._tables import row_line
+from knowra_worker.parsers._tables import table_block
 from knowra_worker.parsers.base import Content, Format
 from knowra_worker.parsers.html import fragment_blocks
 from knowra_worker.parsers.text import iter_lines
@@ -147,24 +149,36 @@ def markdown_blocks(tokens: Sequence[Token]) -> Iterator[Block]:
             if text:
                 yield Block(BlockKind.HEADING, text, level=int(token.tag[1:]))
         elif kind == "paragraph_open":
-            text = inline_text(tokens[index + 1]).strip()
-            if text:
-                yield Block(BlockKind.PARAGRAPH, text)
+            yield from _paragraph(tokens[index + 1])
         elif kind in _LIST_OPEN or kind == "table_open":
             end = _closing(tokens, index)
-            render = _list_lines if kind in _LIST_OPEN else _table_lines
-            lines = render(tokens[index : end + 1])
-            if lines:
-                block_kind = BlockKind.LIST if kind in _LIST_OPEN else BlockKind.TABLE
-                yield Block(block_kind, "\n".join(lines))
+            yield from _container(tokens[index : end + 1])
             index = end
         elif kind in {"fence", "code_block"}:
             text = token.content.strip("\n").rstrip()
+            info = token.info.strip() if kind == "fence" else ""
             if text.strip():
-                yield Block(BlockKind.CODE, text)
+                yield Block(BlockKind.CODE, text, markdown=fenced(text, info) if info else "")
         elif kind == "html_block":
             yield from fragment_blocks(token.content)
         index += 1
+
+
+def _paragraph(inline: Token) -> Iterator[Block]:
+    text = inline_text(inline).strip()
+    markdown = inline_markdown(inline).strip()
+    if text:
+        yield Block(BlockKind.PARAGRAPH, text, markdown="" if markdown == text else markdown)
+
+
+def _container(tokens: Sequence[Token]) -> Iterator[Block]:
+    """A list as a LIST block, a table as a TABLE block with its rows."""
+    if tokens[0].type in _LIST_OPEN:
+        lines = _list_lines(tokens)
+        if lines:
+            yield Block(BlockKind.LIST, "\n".join(lines))
+    elif block := table_block(_table_rows(tokens)):
+        yield block
 
 
 def _closing(tokens: Sequence[Token], index: int) -> int:
@@ -187,6 +201,26 @@ def inline_text(token: Token) -> str:
             parts.append("\n")
         elif child.type == "image":
             parts.append(child.content)
+    return "".join(parts)
+
+
+def inline_markdown(token: Token) -> str:
+    """An inline token as Markdown: links kept as [text](url), images as their alt text,
+    inline code in backticks, other markup dropped."""
+    parts: list[str] = []
+    targets: list[str] = []
+    for child in token.children or ():
+        if child.type == "link_open":
+            targets.append(str(child.attrs.get("href") or ""))
+            parts.append("[")
+        elif child.type == "link_close" and targets:
+            parts.append(f"]({targets.pop()})")
+        elif child.type == "code_inline":
+            parts.append(f"`{child.content}`" if "`" not in child.content else child.content)
+        elif child.type in {"text", "text_special", "image"}:
+            parts.append(child.content)
+        elif child.type in {"softbreak", "hardbreak"}:
+            parts.append("\n")
     return "".join(parts)
 
 
@@ -225,14 +259,14 @@ def _add_to_item(lines: list[tuple[str, str]], text: str, depth: int, fresh: boo
     return False
 
 
-def _table_lines(tokens: Sequence[Token]) -> list[str]:
+def _table_rows(tokens: Sequence[Token]) -> list[list[str]]:
     rows: list[list[str]] = []
     for token in tokens:
         if token.type == "tr_open":
             rows.append([])
         elif token.type == "inline" and rows:
             rows[-1].append(_one_line(inline_text(token)))
-    return [line for line in map(row_line, rows) if line]
+    return rows
 
 
 FORMATS = (Format("md", MARKDOWN, (".md", ".markdown"), Content.TEXT, MarkdownDocument),)
