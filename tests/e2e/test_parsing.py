@@ -13,7 +13,9 @@ import pypdfium2 as pdfium
 import pytest
 
 from knowra_worker.chunking import extracted_text
+from knowra_worker.document import TextFormat
 from knowra_worker.parsers import registry
+from knowra_worker.tokens import token_counter
 
 from ..conftest import CallbackSink
 from ..harness import DATA, Service
@@ -21,9 +23,9 @@ from ..harness import DATA, Service
 SIZE, OVERLAP = 400, 80
 
 
-def local_text(path: Path) -> str:
+def local_text(path: Path, text_format: TextFormat = "markdown") -> str:
     with registry.open_document(path) as doc:
-        return extracted_text([b for unit in doc.units() for b in unit.blocks])
+        return extracted_text([b for unit in doc.units() for b in unit.blocks], text_format)
 
 
 def run_task(service: Service, name: str, **body: Any) -> tuple[dict[str, Any], list[dict]]:
@@ -42,7 +44,13 @@ def check_chunks(chunks: list[dict], text: str, size: int, overlap: int) -> None
     for c in chunks:
         m = c["metadata"]
         assert 0 < len(c["text"]) <= size
-        assert text[m["char_start"] : m["char_end"]] == c["text"]
+        # a table part after the first repeats the table's header: the offsets cover the rest
+        head = m["header_chars"]
+        assert text[m["char_start"] : m["char_end"]] == c["text"][head:]
+        if head:
+            table_start = text.rfind("\n\n", 0, m["char_start"]) + 2
+            assert m["content_type"] == "table"
+            assert text.startswith(c["text"][:head], table_start if table_start > 1 else 0)
         covered[m["char_start"] : m["char_end"]] = b"\x01" * (m["char_end"] - m["char_start"])
     lost = [i for i, ch in enumerate(text) if not covered[i] and not ch.isspace()]
     assert not lost, f"text in no chunk at {lost[0]}: {text[lost[0] : lost[0] + 40]!r}"
@@ -50,7 +58,7 @@ def check_chunks(chunks: list[dict], text: str, size: int, overlap: int) -> None
         shared = a["metadata"]["char_end"] - b["metadata"]["char_start"]
         assert shared <= overlap
         if shared > 0:
-            assert a["text"][-shared:] == b["text"][:shared]
+            assert a["text"][-shared:] == b["text"][b["metadata"]["header_chars"] :][:shared]
 
 
 FORMATS = [
@@ -136,7 +144,18 @@ def test_markdown_headings_and_table(service: Service) -> None:
     assert _headings_of(chunks, "Some text") == ["Title"]
     assert _headings_of(chunks, "Here is a table") == ["Title", "Famous ducks"]
     assert _headings_of(chunks, "Scrooge McDuck") == ["Title", "Famous ducks"]
-    assert "#" not in "".join(c["text"] for c in chunks)
+    assert chunks[0]["text"].startswith("# Title")
+    assert any(c["text"].startswith("| Character |") for c in chunks)
+
+
+@pytest.mark.parametrize("text_format", ["plain", "markdown"])
+def test_plain_and_markdown_chunks(service: Service, text_format: str) -> None:
+    status, chunks = run_task(service, "mixed.md", text_format=text_format, chunk_size=120)
+    assert status["state"] == "succeeded" and status["text_format"] == text_format
+    check_chunks(chunks, local_text(DATA / "mixed.md", text_format), 120, OVERLAP)
+    text = "\n".join(c["text"] for c in chunks)
+    assert ("# Title" in text) == (text_format == "markdown")
+    assert ("| --- |" in text) == (text_format == "markdown")
 
 
 def test_same_input_gives_the_same_chunks_as_the_cli(service: Service, tmp_path: Path) -> None:
@@ -240,3 +259,25 @@ def test_callback_receives_the_final_status(service: Service, callback_sink: Cal
     assert posted[ok.json()["task_id"]]["progress"]["chunks"] > 0
     assert posted[bad.json()["task_id"]]["error"]["code"] == "ENCRYPTED_FILE"
     assert len(callback_sink.received) == 2
+
+
+def test_text_format_and_length_unit_are_validated_and_part_of_the_parameters(
+    service: Service,
+) -> None:
+    path = str(DATA / "mixed.md")
+    assert service.start_task(file_path=path, text_format="html").status_code == 422
+    assert service.start_task(file_path=path, tokenizer="o200k_base").status_code == 422
+    assert service.start_task(file_path=path, length_unit="words").status_code == 422
+    status, chunks = run_task(
+        service, "mixed.md", length_unit="tokens", tokenizer="o200k_base", chunk_size=60,
+        chunk_overlap=10,
+    )  # fmt: skip
+    assert status["state"] == "succeeded" and status["tokenizer"] == "o200k_base"
+    count = token_counter("o200k_base").count
+    assert chunks and max(count(c["text"]) for c in chunks) <= 60
+    assert max(len(c["text"]) for c in chunks) > 60  # sizes counted in tokens
+    again = service.start_task(
+        task_id=status["task_id"], file_path=str(DATA / "mixed.md"), chunk_size=60,
+        chunk_overlap=10, length_unit="tokens", tokenizer="cl100k_base",
+    )  # fmt: skip
+    assert again.status_code == 409
