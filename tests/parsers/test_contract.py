@@ -24,6 +24,14 @@ SAMPLES = [
     ("text_gbk.txt", False),
     ("semicolon-delimited.csv", False),
     ("stanley-cups.tsv", False),
+    ("text_document_03.odt", False),
+    ("odf_table_with_title_01.ods", False),
+    ("odf_presentation_01.odp", True),
+    ("epub_purvis_poetry.epub", False),
+    ("fake-doc.rtf", False),
+    ("eml_with_attachment.eml", False),
+    ("factbook.xml", False),
+    ("factbook.json", False),
 ]
 
 

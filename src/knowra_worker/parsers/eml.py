@@ -239,6 +239,9 @@ def _collect(part: Any, body: Any, texts: list[Any], attachments: list[Any], **f
     if part is body:
         return
     content_type = part.get_content_type()
+    if content_type == "message/rfc822":  # multipart to `email`, a document to the reader
+        attachments.append(part)
+        return
     if part.is_multipart():
         alternative = content_type == "multipart/alternative"
         for child in part.iter_parts():

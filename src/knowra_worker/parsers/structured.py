@@ -149,7 +149,7 @@ class _TextCollector:
         parent = element.getparent()
         if parent is not None and (parent.text or "").strip():
             return  # inside mixed content: read with its parent
-        text = " ".join(" ".join(element.itertext()).split())
+        text = " ".join(" ".join(_texts(element)).split())
         if parent is not self.parent or self.size > _MAX_PARAGRAPH_CHARS:
             yield from self.flush()
             self.parent = parent
@@ -163,6 +163,13 @@ class _TextCollector:
         if self.lines:
             yield Block(BlockKind.PARAGRAPH, "\n".join(self.lines))
         self.lines, self.size = [], 0
+
+
+def _texts(element: Any) -> Iterator[str]:
+    """The text of an element and its descendants, without unresolved entity references."""
+    from lxml import etree
+
+    return element.itertext(etree.Element)  # type: ignore[no-any-return]
 
 
 def _drop_read_siblings(element: Any) -> None:
