@@ -124,3 +124,111 @@ def test_zip_without_a_word_document_is_corrupt(tmp_path: Path) -> None:
         archive.writestr("word/other.xml", "<x/>")
     with pytest.raises(CorruptFile, match="not a valid DOCX file"):
         open_document(path)
+
+
+# --- equations, charts, links, merged cells, package variants --------------------------
+
+
+def _tokens(blocks: list[Block]) -> set[str]:
+    return {token for block in blocks for token in block.text.split()}
+
+
+def test_equations_are_latex_in_markdown_and_spaced_in_text() -> None:
+    blocks = read_blocks(DATA / "equations.docx")
+    first = blocks[0]
+    assert first.text == "This is a word document and this is an inline equation: A=π r^2 ."
+    assert first.markdown == (
+        r"This is a word document and this is an inline equation: $A=\pi r^{2}$ ."
+    )
+    items = next(b for b in blocks if b.kind is L)
+    assert r"$E=mc^{2}$ and $F=ma$ are physics formulas." in items.markdown
+    assert "E=m c^2 and F=ma are physics formulas." in items.text
+    # Equations on a line of their own are display math.
+    display = [b.markdown for b in blocks if b.markdown.startswith("$$")]
+    assert r"$$a^{2}+b^{2}=c^{2} \times 23$$" in display
+    assert any(
+        r"\sum_{n=1}^{\infty}" in latex and r"\frac{n\pi x}{L}" in latex for latex in display
+    )
+    assert any(r"\frac{x^{2}}{2!}" in latex for latex in display)
+    # No equation's symbols glued into one word of the plain text.
+    assert not {"mc2", "πr2", "A=πr2", "a2+b2=c2"} & _tokens(blocks)
+
+
+def test_chart_data_is_a_table() -> None:
+    blocks = read_blocks(DATA / "drawingml.docx")
+    caption = next(i for i, b in enumerate(blocks) if b.text == "Line chart")
+    chart = blocks[caption + 1]
+    assert chart.kind is T
+    assert chart.rows[0] == ("", "Series 1", "Series 2", "Series 3")
+    assert chart.rows[1:] == (
+        ("Category 1", "4.3", "2.4", "2"),
+        ("Category 2", "2.5", "4.4", "2"),
+        ("Category 3", "3.5", "1.8", "3"),
+        ("Category 4", "4.5", "2.8", "5"),
+    )
+    assert blocks[-1].text == "Fig – Torque v/s Speed characteristics"
+
+
+def test_hyperlinks_are_markdown_links() -> None:
+    blocks = read_blocks(DATA / "unit_test_formatting.docx")
+    line = next(b for b in blocks if b.text.startswith("Normal italic"))
+    assert line.text == "Normal italic bold underline and hyperlink on the same line"
+    assert line.markdown == (
+        "Normal italic bold underline and [hyperlink](https://github.com/DS4SD/docling) "
+        "on the same line"
+    )
+
+
+def test_superscripts_and_subscripts_are_set_apart() -> None:
+    blocks = read_blocks(DATA / "docx_rich_cells.docx")
+    cell = next(c for b in blocks if b.kind is T for row in b.rows for c in row if "H" in c)
+    assert cell.endswith("with x 2 and H 2 O")
+    assert not {"x2", "H2O"} & _tokens(blocks)
+
+
+def test_merged_cells_are_repeated_across_and_down(tmp_path: Path) -> None:
+    path = tmp_path / "merged.docx"
+    document = docx.Document()
+    table = document.add_table(rows=3, cols=3)
+    for r, row in enumerate(table.rows):
+        for c, cell in enumerate(row.cells):
+            cell.text = f"r{r}c{c}"
+    table.cell(0, 0).merge(table.cell(0, 1)).text = "wide"
+    table.cell(1, 2).merge(table.cell(2, 2)).text = "tall"
+    document.save(str(path))
+    [block] = read_blocks(path)
+    assert block.rows == (
+        ("wide", "wide", "r0c2"),
+        ("r1c0", "r1c1", "tall"),
+        ("r2c0", "r2c1", "tall"),
+    )
+    assert block.text.splitlines()[2] == "r2c0 | r2c1 | tall"
+
+
+_WORDML = "application/vnd.openxmlformats-officedocument.wordprocessingml"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content_type", "mime_type"),
+    [
+        (".docm", "application/vnd.ms-word.document.macroEnabled.main+xml",
+         "application/vnd.ms-word.document.macroEnabled.12"),
+        (".dotx", f"{_WORDML}.template.main+xml", f"{_WORDML}.template"),
+    ],
+)  # fmt: skip
+def test_macro_enabled_documents_and_templates_are_read(
+    tmp_path: Path, suffix: str, content_type: str, mime_type: str
+) -> None:
+    source = DATA / "word_sample.docx"
+    path = tmp_path / f"sample{suffix}"
+    main = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(path, "w") as out:
+        for info in archive.infolist():
+            data = archive.read(info)
+            if info.filename == "[Content_Types].xml":
+                data = data.replace(main.encode(), content_type.encode())
+            out.writestr(info, data)
+    with open_document(path) as doc:
+        assert doc.mime_type == mime_type
+        blocks = [b for unit in doc.units() for b in unit.blocks]
+    assert blocks == read_blocks(source)

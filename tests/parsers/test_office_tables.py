@@ -20,25 +20,30 @@ def test_pptx_slides_titles_text_tables_and_notes() -> None:
         units = list(doc.units())
     assert units[1].blocks == [
         Block(H, "Second slide title", page=2, level=1),
-        Block(P, "Let’s introduce a list\nWith foo\nBar\nAnd baz things", page=2),
+        # The first paragraph turns its bullet off; the others inherit the placeholder's.
+        Block(P, "Let’s introduce a list", page=2),
+        Block(BlockKind.LIST, "- With foo\n- Bar\n- And baz things", page=2),
         Block(P, "A rectangle shape with this text inside.", page=2),
         Block(P, "Some notes on the second slide.", page=2),
     ]
     table = units[0].blocks[2]
     assert table.kind is T and table.page == 1
     assert table.text.splitlines()[2] == "R1 | True | False |  | False | True | True"
+    # Merged cells: their text in every cell they cover, across and down.
+    assert table.rows[0] == ("", "Class1", "Class1", "Class1", "Class2", "Class2", "Class2")
+    assert table.rows[1][1:3] == ("A merged with B", "A merged with B")
     assert read_units(DATA / "powerpoint_sample.pptx", start=2) == units[2:]
 
 
 def test_xlsx_sheet_names_are_headings_and_rows_are_lines() -> None:
     blocks = read_blocks(DATA / "xlsx_01.xlsx")
     assert [b.text for b in blocks if b.kind is H] == ["Sheet1", "Sheet2", "Sheet3", "Sheet4"]
-    assert blocks[1] == Block(
-        T,
+    assert blocks[1].text == (
         "first | second | third\n1 | 5 | 9\n2 | 4 | 6\n3 | 3 | 3\n"
-        "4 | 2 | 0\n5 | 1 | -3\n6 | 0 | -6",
+        "4 | 2 | 0\n5 | 1 | -3\n6 | 0 | -6"
     )
-    assert blocks[-1] == Block(T, "header\n1")
+    assert blocks[1].rows[:2] == (("first", "second", "third"), ("1", "5", "9"))
+    assert blocks[-1] == Block(T, "header\n1", rows=(("header",), ("1",)))
 
 
 def test_long_sheet_is_split_into_row_blocks(tmp_path: Path) -> None:
@@ -69,6 +74,13 @@ def test_csv_delimiter_is_sniffed() -> None:
             "Lorem, ipsum | dolor sit | amet\nconsectetur | adipiscing | elit\n"
             "sed, do | eiusmod | tempor incididunt\nut labore | et, dolore | magna aliqua\n"
             "Ut enim | ad minim | veniam, quis",
+            rows=(
+                ("Lorem, ipsum", "dolor sit", "amet"),
+                ("consectetur", "adipiscing", "elit"),
+                ("sed, do", "eiusmod", "tempor incididunt"),
+                ("ut labore", "et, dolore", "magna aliqua"),
+                ("Ut enim", "ad minim", "veniam, quis"),
+            ),
         ),
     ]
 
