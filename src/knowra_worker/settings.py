@@ -15,6 +15,10 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from knowra_worker.parsers._ocr import OcrConfig
+
+_OCR = OcrConfig()  # the OCR defaults, owned by the module that reads them
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -110,6 +114,29 @@ class Settings(BaseSettings):
         default=20.0, ge=0, description="Seconds the worker gets to stop before it is killed."
     )
     retry_backoff_max_s: float = Field(default=120.0, gt=0, description="Longest retry delay.")
+    # Read by the parsers from the environment (parsers/_ocr.py), in the worker and in
+    # `knowra-worker parse` alike; declared here so that a bad value stops the service's start.
+    ocr_engine: Literal["rapidocr", "tesseract", "none"] = Field(
+        default=_OCR.engine,
+        description="Text recognition for scanned PDF pages and images: rapidocr (bundled "
+        "models), tesseract (needs the tesseract program) or none.",
+    )
+    ocr_dpi: int = Field(
+        default=_OCR.dpi, ge=36, le=600, description="Resolution scanned PDF pages are read at."
+    )
+    ocr_threads: int = Field(
+        default=_OCR.threads,
+        ge=0,
+        description="Threads of the OCR engine per worker process (0: the runtime's choice).",
+    )
+    ocr_languages: str = Field(
+        default=_OCR.languages, description="Tesseract's languages, e.g. eng+deu."
+    )
+    max_image_pixels: int = Field(
+        default=_OCR.max_image_pixels,
+        ge=1,
+        description="Largest image (width x height) read; larger ones fail LIMIT_EXCEEDED.",
+    )
 
     @field_validator("allowed_roots", mode="before")
     @classmethod
@@ -124,6 +151,18 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
+
+    @model_validator(mode="after")
+    def _tesseract_installed(self) -> Settings:
+        if self.ocr_engine == "tesseract":
+            from knowra_worker.parsers._ocr import tesseract_available
+
+            if not tesseract_available():
+                raise ValueError(
+                    "KNOWRA_OCR_ENGINE=tesseract needs the tesseract program and pytesseract "
+                    "(pip install 'knowra-worker[tesseract]')"
+                )
+        return self
 
     @model_validator(mode="after")
     def _visibility_beyond_time_limit(self) -> Settings:
