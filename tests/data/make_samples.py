@@ -5,6 +5,7 @@ Run from the repository root: python tests/data/make_samples.py
 
 import random
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -55,6 +56,42 @@ def main() -> None:
     (HERE / "not_a_zip.docx").write_bytes(
         b"PK\x03\x04" + bytes(rng.randrange(256) for _ in range(2048))
     )
+    ooxml_variants()
+
+
+# Macro-enabled, template and slide-show packages: a sample's main part given another type.
+_OOXML = "application/vnd.openxmlformats-officedocument"
+_VARIANTS = {
+    "tablecell.docx": (f"{_OOXML}.wordprocessingml.document.main+xml", {
+        ".docm": "application/vnd.ms-word.document.macroEnabled.main+xml",
+        ".dotx": f"{_OOXML}.wordprocessingml.template.main+xml",
+        ".dotm": "application/vnd.ms-word.template.macroEnabledTemplate.main+xml",
+    }),
+    "powerpoint_sample.pptx": (f"{_OOXML}.presentationml.presentation.main+xml", {
+        ".pptm": "application/vnd.ms-powerpoint.presentation.macroEnabled.main+xml",
+        ".ppsx": f"{_OOXML}.presentationml.slideshow.main+xml",
+        ".ppsm": "application/vnd.ms-powerpoint.slideshow.macroEnabled.main+xml",
+        ".potx": f"{_OOXML}.presentationml.template.main+xml",
+        ".potm": "application/vnd.ms-powerpoint.template.macroEnabled.main+xml",
+    }),
+    "xlsx_03_chartsheet.xlsx": (f"{_OOXML}.spreadsheetml.sheet.main+xml", {
+        ".xlsm": "application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+        ".xltx": f"{_OOXML}.spreadsheetml.template.main+xml",
+        ".xltm": "application/vnd.ms-excel.template.macroEnabled.main+xml",
+    }),
+}  # fmt: skip
+
+
+def ooxml_variants() -> None:
+    for source, (main_type, variants) in _VARIANTS.items():
+        for suffix, content_type in variants.items():
+            target = HERE / f"{Path(source).stem}{suffix}"
+            with zipfile.ZipFile(HERE / source) as archive, zipfile.ZipFile(target, "w") as out:
+                for info in archive.infolist():
+                    data = archive.read(info)
+                    if info.filename == "[Content_Types].xml":
+                        data = data.replace(main_type.encode(), content_type.encode())
+                    out.writestr(info, data)
 
 
 if __name__ == "__main__":

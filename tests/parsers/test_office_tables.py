@@ -39,8 +39,7 @@ def test_xlsx_sheet_names_are_headings_and_rows_are_lines() -> None:
     blocks = read_blocks(DATA / "xlsx_01.xlsx")
     assert [b.text for b in blocks if b.kind is H] == ["Sheet1", "Sheet2", "Sheet3", "Sheet4"]
     assert blocks[1].text == (
-        "first | second | third\n1 | 5 | 9\n2 | 4 | 6\n3 | 3 | 3\n"
-        "4 | 2 | 0\n5 | 1 | -3\n6 | 0 | -6"
+        "first | second | third\n1 | 5 | 9\n2 | 4 | 6\n3 | 3 | 3\n4 | 2 | 0\n5 | 1 | -3\n6 | 0 | -6"
     )
     assert blocks[1].rows[:2] == (("first", "second", "third"), ("1", "5", "9"))
     assert blocks[-1] == Block(T, "header\n1", rows=(("header",), ("1",)))

@@ -31,7 +31,7 @@ from typing import Any
 from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.parsers._charts import chart_blocks
 from knowra_worker.parsers._common import FlowDocument, UnitLimits, translate_errors
-from knowra_worker.parsers._tables import ROWS_PER_BLOCK, RowBatcher, table_block
+from knowra_worker.parsers._tables import ROWS_PER_BLOCK, RowBatcher
 from knowra_worker.parsers._xlsx_package import Package, SheetInfo
 from knowra_worker.parsers.base import Content, Format
 from knowra_worker.parsers.detect import XLSM, XLSX, XLTM, XLTX
@@ -56,14 +56,20 @@ class XlsxDocument(FlowDocument):
         import openpyxl  # here, not at the top: the registry imports this module to list it
 
         self._warnings: list[str] = []
+        self._workbook: Any = None
         with translate_errors(self.format_label), _quiet():
             self._archive = zipfile.ZipFile(path)
-            self._package = Package(self._archive)
             # A file object, not the path: openpyxl refuses names without an Excel extension.
             self._handle = path.open("rb")
-            self._workbook = openpyxl.load_workbook(
-                self._handle, read_only=True, data_only=True, keep_links=False
-            )
+            try:
+                self._package = Package(self._archive)
+                self._workbook = openpyxl.load_workbook(
+                    self._handle, read_only=True, data_only=True, keep_links=False
+                )
+            finally:
+                if self._workbook is None:
+                    self._handle.close()
+                    self._archive.close()
             estimate = sum(_sheet_units(sheet) for sheet in self._workbook.worksheets)
         super().__init__(mime_type, estimate + sum(s.chartsheet for s in self._package.sheets))
 
@@ -128,7 +134,7 @@ def _sheet_blocks(sheet: Any, merged: list[Range]) -> Iterator[Block]:
         rows = _MergeFiller(merged).fill(sheet.iter_rows(values_only=True))
         if _small(sheet):
             grid = list(rows)
-            blocks = [block for region in _regions(grid) if (block := _table(region))]
+            blocks = [block for region in _regions(grid) for block in _tables(region)]
         else:
             blocks = None
     if blocks is not None:
@@ -139,13 +145,20 @@ def _sheet_blocks(sheet: Any, merged: list[Range]) -> Iterator[Block]:
         yield block
 
 
-def _table(rows: list[Cells]) -> Block | None:
-    """A TABLE block of a region, the columns empty throughout it at its edges left out."""
+def _tables(rows: list[Cells]) -> Iterator[Block]:
+    """TABLE blocks of a region (in row batches), the columns empty throughout it at its
+    edges left out."""
     width = max(len(row) for row in rows)
     used = [c for c in range(width) if any(c < len(row) and row[c] for row in rows)]
     if not used:
-        return None
-    return table_block([row[used[0] : used[-1] + 1] for row in rows], drop_trailing_empty=True)
+        return
+    batcher = RowBatcher(_MAX_BLOCK_CHARS)
+    for row in rows:
+        block = batcher.add_row(row[used[0] : used[-1] + 1])
+        if block is not None:
+            yield block
+    if (block := batcher.flush_block()) is not None:
+        yield block
 
 
 def _small(sheet: Any) -> bool:
