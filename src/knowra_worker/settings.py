@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     # Read by the parsers from the environment (parsers/_ocr.py), in the worker and in
     # `knowra-worker parse` alike; declared here so that a bad value stops the service's start.
     ocr_engine: Literal["rapidocr", "tesseract", "none"] = Field(
-        default=_OCR.engine,
+        default="rapidocr",
         description="Text recognition for scanned PDF pages and images: rapidocr (bundled "
         "models), tesseract (needs the tesseract program) or none.",
     )

@@ -195,7 +195,7 @@ BAD = [
     ("truncated_multi_page.pdf", "CORRUPT_FILE"),
     ("password.pdf", "ENCRYPTED_FILE"),
     ("zero_bytes.txt", "EMPTY_DOCUMENT"),
-    ("image_renamed.docx", "UNSUPPORTED_FORMAT"),
+    ("gif_renamed.docx", "UNSUPPORTED_FORMAT"),
 ]
 
 

@@ -48,6 +48,12 @@ SAMPLES = [
     ("eml_with_attachment.eml", False),
     ("factbook.xml", False),
     ("factbook.json", False),
+    ("ocr_test.pdf", True),
+    ("ocr_lines.png", True),
+    ("ocr_lines.jpg", True),
+    ("ocr_lines_2p.tif", True),
+    ("ocr_lines.bmp", True),
+    ("ocr_lines.webp", True),
 ]
 
 

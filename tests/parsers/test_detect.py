@@ -76,12 +76,12 @@ def test_zero_byte_file_is_an_empty_document() -> None:
     assert caught.value.message == "the file is empty (0 bytes)"
 
 
-def test_png_renamed_docx_names_detected_type_and_extension() -> None:
+def test_gif_renamed_docx_names_detected_type_and_extension() -> None:
     with pytest.raises(UnsupportedFormat) as caught:
-        registry.open_document(DATA / "image_renamed.docx")
+        registry.open_document(DATA / "gif_renamed.docx")
     message = caught.value.message
     assert caught.value.code == "UNSUPPORTED_FORMAT"
-    assert "PNG image (image/png)" in message
+    assert "GIF image (image/gif)" in message
     assert "'.docx'" in message
 
 

@@ -108,7 +108,7 @@ class OcrLine:
 
 _lock = threading.Lock()
 _config: OcrConfig | None = None
-_engines: dict[tuple[int, OcrConfig], Any] = {}
+_engines: dict[tuple[int, str, int, str], Any] = {}
 
 
 def configure(config: OcrConfig | None = None, **changes: Any) -> OcrConfig:
@@ -137,7 +137,7 @@ def enabled() -> bool:
 
 def _engine(current: OcrConfig) -> Any:
     """The process's engine for `current`; built once per process id."""
-    key = (os.getpid(), current)
+    key = (os.getpid(), current.engine, current.threads, current.languages)
     with _lock:
         if key not in _engines:
             _engines.clear()  # another configuration, or a fork's inherited copy

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from knowra_worker.document import Unit
-from knowra_worker.errors import CorruptFile, LimitExceeded, UnsupportedFormat
+from knowra_worker.errors import CorruptFile, LimitExceeded, SourceIOError, UnsupportedFormat
 from knowra_worker.parsers import _ocr
 from knowra_worker.parsers._common import describe_exception, io_error, translate_errors
 from knowra_worker.parsers.base import BaseDocument, Content, Format
@@ -53,10 +54,24 @@ class ImageDocument(BaseDocument):
         """Frame `index`, its size checked, then decoded (greyscale) and shrunk for OCR."""
         if self._image is None:
             raise RuntimeError("the document is closed")
-        with translate_errors(f"image (page {index + 1})"):
+        with _decoding_errors(index), translate_errors(f"image (page {index + 1})"):
             self._image.seek(index)
             check_size(self._image.size, self._limit)
             return _decode(self._image)
+
+
+@contextmanager
+def _decoding_errors(index: int) -> Iterator[None]:
+    """Pillow reports broken pixel data ("image file is truncated") as an OSError without
+    an errno: that is the file's fault (CORRUPT_FILE), not the storage's (retried)."""
+    try:
+        yield
+    except SourceIOError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and cause.errno is None:
+            message = f"not a valid image (page {index + 1}): {describe_exception(cause)}"
+            raise CorruptFile(message) from cause
+        raise
 
 
 def _open(path: Path, limit: int) -> Image.Image:
@@ -71,6 +86,8 @@ def _open(path: Path, limit: int) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise CorruptFile(f"not a valid image: {describe_exception(exc)}") from exc
     except OSError as exc:
+        if exc.errno is None:  # Pillow's word for a broken header, not a storage error
+            raise CorruptFile(f"not a valid image: {describe_exception(exc)}") from exc
         raise io_error(exc) from exc
     except Exception as exc:  # noqa: BLE001 - decoders raise varied errors on bad headers
         raise CorruptFile(f"not a valid image: {describe_exception(exc)}") from exc

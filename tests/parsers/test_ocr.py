@@ -1,0 +1,262 @@
+"""OCR: scanned PDF pages read through the engine, the engine itself, and lines to blocks."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from knowra_worker.document import BlockKind
+from knowra_worker.parsers import _ocr
+from knowra_worker.parsers._ocr import OcrConfig, OcrLine
+from knowra_worker.settings import Settings
+from tests.parsers.conftest import DATA, read_units
+
+OCR_TEST_TEXT = (
+    "Docling bundles PDF document conversion to JSON and Markdown in an easy self contained package"
+)
+
+
+def words(text: str) -> list[str]:
+    """Case-folded word runs, Markdown marks and punctuation dropped."""
+    return re.findall(r"[^\W_]+", text.casefold())
+
+
+def recall(truth: list[str], ours: list[str]) -> float:
+    return sum((Counter(truth) & Counter(ours)).values()) / len(truth)
+
+
+def glued_pairs(truth: list[str], ours: list[str]) -> list[str]:
+    """Tokens of ours that are two neighbouring ground-truth words run together. A number
+    joined to the word before it is left out: OCR reads a superscript footnote or
+    affiliation mark ("Shen¹") as part of its word, which a text layer keeps apart."""
+    got, want = Counter(ours), Counter(truth)
+    return [
+        a + b
+        for a, b in zip(truth, truth[1:], strict=False)
+        if got[a + b] and not want[a + b] and not b.isdigit()
+    ]
+
+
+@pytest.fixture
+def ocr_config() -> Iterator[None]:
+    """Tests that change the OCR configuration get the defaults back afterwards."""
+    yield
+    _ocr.configure(OcrConfig())
+
+
+def document_text(path: Path) -> str:
+    return "\n\n".join(block.text for unit in read_units(path) for block in unit.blocks)
+
+
+# --- scanned PDFs ------------------------------------------------------------------------
+
+
+def test_scanned_pdf_page_gives_its_words_back_with_spaces() -> None:
+    # A page of docling's 2305.03393v1-pg9.pdf rendered to an image-only PDF (150 DPI JPEG);
+    # its ground truth is docling's Markdown of the page.
+    truth = words((DATA / "scanned_2305.03393v1-pg9.pdf.md").read_text(encoding="utf-8"))
+    ours = words(document_text(DATA / "scanned_2305.03393v1-pg9.pdf"))
+    assert recall(truth, ours) >= 0.9
+    assert glued_pairs(truth, ours) == []
+
+
+def test_scanned_pdf_page_warns_it_was_read_by_ocr() -> None:
+    [unit] = read_units(DATA / "ocr_test.pdf")
+    assert unit.warnings == ["page 1 has no text layer; its text was recognised by OCR"]
+    assert [(b.kind, b.text, b.page) for b in unit.blocks] == [
+        (BlockKind.PARAGRAPH, OCR_TEST_TEXT, 1)
+    ]
+
+
+def test_scanned_page_reads_the_same_from_a_later_start() -> None:
+    units = read_units(DATA / "scanned_2305.03393v1-pg9.pdf")
+    assert read_units(DATA / "scanned_2305.03393v1-pg9.pdf", 0) == units
+    assert read_units(DATA / "scanned_2305.03393v1-pg9.pdf", 1) == []
+
+
+def test_pdf_with_a_text_layer_is_not_read_by_ocr() -> None:
+    units = read_units(DATA / "multi_page.pdf")
+    assert units and not any("OCR" in w for unit in units for w in unit.warnings)
+
+
+def test_without_ocr_a_scanned_page_stays_empty(ocr_config: None) -> None:
+    _ocr.configure(engine="none")
+    [unit] = read_units(DATA / "ocr_test.pdf")
+    assert unit.blocks == [] and unit.warnings == []
+
+
+# --- which pages need OCR ----------------------------------------------------------------
+
+
+@dataclass
+class _Line:
+    text: str
+
+
+@dataclass
+class _Page:
+    lines: list[_Line]
+    tables: list[tuple[tuple[str, ...], ...]] | None = field(default=None)
+
+
+def page(*texts: str) -> _Page:
+    return _Page([_Line(text) for text in texts])
+
+
+def test_a_page_without_letters_or_digits_needs_ocr() -> None:
+    assert _ocr.needs_ocr(page()) == "has no text layer"
+    assert _ocr.needs_ocr(page("", "  ", "\u00b7 \u2022")) == "has no text layer"
+
+
+def test_a_page_of_unmapped_glyphs_needs_ocr() -> None:
+    garbage = "\ue001\ue002\ue003 \ufffd\ufffd \ue004ab"
+    assert _ocr.needs_ocr(page(garbage)) == "has an unreadable text layer"
+
+
+def test_a_page_with_readable_text_or_a_table_does_not() -> None:
+    assert _ocr.needs_ocr(page("Quarterly results", "\ue001 one odd glyph")) == ""
+    assert _ocr.needs_ocr(_Page([], [(("Year", "Sales"), ("2024", "12"))])) == ""
+
+
+def test_nothing_needs_ocr_when_it_is_off(ocr_config: None) -> None:
+    _ocr.configure(engine="none")
+    assert _ocr.needs_ocr(page()) == ""
+
+
+# --- lines to blocks ---------------------------------------------------------------------
+
+
+def line(text: str, left: float, top: float, width: float = 300, height: float = 20) -> OcrLine:
+    return OcrLine(text, left, top, left + width, top + height)
+
+
+def test_two_columns_are_read_one_after_the_other() -> None:
+    lines = [
+        line("A title across the page", 50, 0, width=700, height=40),
+        line("left one", 50, 80),
+        line("right one", 450, 80),
+        line("left two", 50, 104),
+        line("right two", 450, 104),
+    ]
+    blocks = _ocr.text_blocks(lines[::-1], page=2)
+    assert [b.text for b in blocks] == [
+        "A title across the page",
+        "left one left two",
+        "right one right two",
+    ]
+    assert all(b.page == 2 for b in blocks)
+
+
+def test_paragraphs_split_at_wide_gaps_and_hyphens_join() -> None:
+    lines = [
+        line("First para-", 50, 0),
+        line("graph ends.", 50, 24),
+        line("Second paragraph.", 50, 80),
+    ]
+    assert [b.text for b in _ocr.text_blocks(lines, None)] == [
+        "First para-graph ends.",
+        "Second paragraph.",
+    ]
+
+
+def test_a_short_line_in_large_type_is_a_heading() -> None:
+    lines = [line("Results", 50, 0, height=40)] + [
+        line(f"body line {i}", 50, 70 + 24 * i) for i in range(5)
+    ]
+    blocks = _ocr.text_blocks(lines, 1)
+    assert [(b.kind, b.level, b.text) for b in blocks][0] == (BlockKind.HEADING, 1, "Results")
+    assert blocks[1].kind is BlockKind.PARAGRAPH and blocks[1].text.startswith("body line 0")
+
+
+def test_lines_on_one_row_read_left_to_right() -> None:
+    # boxes of one row rarely share a top: the row is found by the lines' middles
+    lines = [line("second", 400, 3, width=100), line("first", 50, 0, width=100)]
+    assert [b.text for b in _ocr.text_blocks(lines, 1)] == ["first", "second"]
+
+
+# --- the engine --------------------------------------------------------------------------
+
+
+def test_the_engine_is_built_once_per_process() -> None:
+    config = _ocr.config()
+    assert _ocr._engine(config) is _ocr._engine(config)
+
+
+def test_rapidocr_models_ship_in_the_package() -> None:
+    import rapidocr
+
+    models = Path(rapidocr.__file__).parent / "models"
+    assert {p.name for p in models.glob("*.onnx")} >= {
+        "PP-OCRv6_det_small.onnx",
+        "PP-OCRv6_rec_small.onnx",
+        "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+    }
+
+
+OFFLINE = """
+import socket, sys
+def refuse(*args, **kwargs):
+    raise OSError("network access attempted")
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.getaddrinfo = socket.create_connection = refuse
+from knowra_worker.parsers import open_document
+with open_document(sys.argv[1]) as doc:
+    print(" ".join(b.text for u in doc.units() for b in u.blocks))
+"""
+
+
+def test_recognition_works_without_network(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KNOWRA_OCR_ENGINE": "rapidocr"}
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE, str(DATA / "ocr_lines.png")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == OCR_TEST_TEXT
+    assert not list(tmp_path.rglob("*.onnx"))  # no model fetched into HOME's caches
+
+
+def test_configuration_comes_from_the_environment() -> None:
+    config = OcrConfig.from_env(
+        {"KNOWRA_OCR_ENGINE": "Tesseract", "KNOWRA_OCR_DPI": "200", "KNOWRA_OCR_THREADS": "1"}
+    )
+    assert (config.engine, config.dpi, config.threads) == ("tesseract", 200, 1)
+    assert OcrConfig.from_env({}) == OcrConfig()
+    with pytest.raises(ValueError, match="KNOWRA_OCR_ENGINE"):
+        OcrConfig.from_env({"KNOWRA_OCR_ENGINE": "paddle"})
+    with pytest.raises(ValueError, match="KNOWRA_OCR_DPI"):
+        OcrConfig.from_env({"KNOWRA_OCR_DPI": "5"})
+
+
+def test_settings_declare_the_same_defaults() -> None:
+    settings, config = Settings(), OcrConfig()
+    assert (settings.ocr_engine, settings.ocr_dpi, settings.ocr_threads) == (
+        config.engine,
+        config.dpi,
+        config.threads,
+    )
+    assert (settings.ocr_languages, settings.max_image_pixels) == (
+        config.languages,
+        config.max_image_pixels,
+    )
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="the tesseract program is absent")
+def test_tesseract_reads_the_scanned_page(ocr_config: None) -> None:
+    pytest.importorskip("pytesseract")
+    _ocr.configure(engine="tesseract")
+    [unit] = read_units(DATA / "ocr_test.pdf")
+    assert words(" ".join(b.text for b in unit.blocks)) == words(OCR_TEST_TEXT)
+    assert unit.warnings == ["page 1 has no text layer; its text was recognised by OCR"]
