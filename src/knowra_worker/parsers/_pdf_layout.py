@@ -14,7 +14,6 @@ Coordinates are PDF points with y growing upwards, as pdfium gives them.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,8 @@ _ROMAN = re.compile(r"\b[ivxlcdm]{1,7}\b")
 _NOT_WORD = re.compile(r"[\W_]+")
 _ARABIC = "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff"
 _SCRIPT_GLUE = re.compile(rf"(?<=[{_ARABIC}])(?=[A-Za-z])|(?<=[A-Za-z])(?=[{_ARABIC}])")
-_HYPHEN_END = re.compile(r"(?<=[^\W\d_])[-\u00ad]$")
+_HYPHENS = "-\u00ad"
+_ARABIC_LETTER = re.compile(f"[{_ARABIC}]")
 
 
 @dataclass(slots=True)
@@ -206,20 +206,24 @@ def join_lines(parts: Iterable[str]) -> str:
     """Lines of one paragraph as one string: a space between lines, none where a word was
     hyphenated at the line end (`infor-` + `mation`); a hyphen before a capital or a digit
     (`Jean-` + `Paul`, `COVID-` + `19`) is a real one and stays."""
-    text = ""
+    pieces: list[str] = []
     for raw in parts:
         part = raw.strip()
         if not part:
             continue
-        if not text:
-            text = part
-        elif _HYPHEN_END.search(text) and part[0].islower():
-            text = text[:-1] + part
-        elif text.endswith(("-", "\u00ad")):
-            text = text.rstrip("\u00ad") + part
+        if not pieces:
+            pieces.append(part)
+            continue
+        previous = pieces[-1]
+        if previous[-1] in _HYPHENS and len(previous) > 1 and previous[-2].isalpha():
+            keep = previous[-1] == "-" and not part[0].islower()
+            pieces[-1] = previous if keep else previous[:-1]
+            pieces.append(part)
+        elif previous[-1] in _HYPHENS:
+            pieces.append(part)
         else:
-            text += " " + part
-    return text
+            pieces.append(" " + part)
+    return "".join(pieces)
 
 
 def space_scripts(text: str) -> str:
@@ -228,7 +232,7 @@ def space_scripts(text: str) -> str:
 
 
 def has_arabic(text: str) -> bool:
-    return any(unicodedata.bidirectional(char) == "AL" for char in text)
+    return _ARABIC_LETTER.search(text) is not None
 
 
 _LTR_RUN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .,:/%+-]*[A-Za-z0-9]|[A-Za-z0-9]")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pypdfium2 as pdfium
 
 _MAX_PATHS = 4000  # a page drawing more is a figure, not a table
+_MAX_SEGMENTS = 12  # a longer path is a drawing's outline, not cell borders
 _MIN_EDGE = 3.0  # points: shorter segments are glyph-like marks, not rules
 _AXIS_SLACK = 1.0  # points a rule may lean and still count as horizontal or vertical
 _TOLERANCE = 3.0  # pdfplumber's default snap, join and intersection tolerances
@@ -152,19 +153,37 @@ def _ligatures_in_order(piece: list[Char]) -> str:
 def _edges(page: pdfium.PdfPage, height: float) -> list[dict[str, Any]]:
     import pypdfium2.raw as pdfium_c
 
-    count = pdfium_c.FPDFPage_CountObjects(page)
-    edges: list[dict[str, Any]] = []
-    paths = 0
-    for i in range(count):
-        obj = pdfium_c.FPDFPage_GetObject(page, i)
-        if pdfium_c.FPDFPageObj_GetType(obj) != pdfium_c.FPDF_PAGEOBJ_PATH:
-            continue
-        paths += 1
-        if paths > _MAX_PATHS:
-            return []
-        if _drawn(obj):
-            edges.extend(_path_edges(obj, height))
-    return edges
+    get_object, get_type = pdfium_c.FPDFPage_GetObject, pdfium_c.FPDFPageObj_GetType
+    path_type = pdfium_c.FPDF_PAGEOBJ_PATH
+    paths = [
+        obj
+        for obj in (get_object(page, i) for i in range(pdfium_c.FPDFPage_CountObjects(page)))
+        if get_type(obj) == path_type
+    ]
+    if len(paths) > _MAX_PATHS:
+        return []
+    return [edge for obj in paths if _drawn(obj) for edge in _object_edges(obj, height)]
+
+
+def _object_edges(obj: Any, height: float) -> list[dict[str, Any]]:
+    """A thin path (a rule, a thin filled rectangle) is one edge, read from its bounds;
+    other paths are walked segment by segment, unless they are long (curves of a figure)."""
+    import pypdfium2.raw as pdfium_c
+
+    left, bottom, right, top = (ctypes.c_float(0) for _ in range(4))
+    bounds = [ctypes.byref(v) for v in (left, bottom, right, top)]
+    if not pdfium_c.FPDFPageObj_GetBounds(obj, *bounds):
+        return []
+    x0, y0, x1, y1 = left.value, bottom.value, right.value, top.value
+    if y1 - y0 <= 2 * _AXIS_SLACK or x1 - x0 <= 2 * _AXIS_SLACK:
+        if y1 - y0 <= 2 * _AXIS_SLACK:
+            edge = _edge(x0, (y0 + y1) / 2, x1, (y0 + y1) / 2, height)
+        else:
+            edge = _edge((x0 + x1) / 2, y0, (x0 + x1) / 2, y1, height)
+        return [edge] if edge else []
+    if pdfium_c.FPDFPath_CountSegments(obj) > _MAX_SEGMENTS:
+        return []
+    return _path_edges(obj, height)
 
 
 def _drawn(obj: Any) -> bool:

@@ -100,6 +100,8 @@ _MARK_SIZE = 0.85  # a mark's box height against its word's
 _MARK_GAP = 0.25  # of the word's height: a gap pdfium did not turn into a space
 _MARK_RAISE = 0.2  # of the word's height: a baseline raised like a superscript's
 _SAME_BOX = 0.01  # points
+_FONT_NAME_SIZE = 128
+_FONT_NAME = ctypes.create_string_buffer(_FONT_NAME_SIZE)  # used with PDFIUM_LOCK held
 
 
 class PdfDocument(BaseDocument):
@@ -317,23 +319,27 @@ def _place(
 ) -> None:
     """Set the line's box from its first and last visible characters' (loose) boxes, and
     whether both are bold."""
-    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
 
     start, end = span
-    first = chars(next(i for i in range(start, end) if not text[i].isspace()))
-    last = chars(next(i for i in range(end - 1, start - 1, -1) if not text[i].isspace()))
+    raw = text[start:end]
+    first = chars(start + len(raw) - len(raw.lstrip()))
+    last = chars(start + len(raw.rstrip()) - 1)
+    box, box2 = pdfium_c.FS_RECTF(), pdfium_c.FS_RECTF()
     if first < 0 or last < 0:
         return
-    try:
-        left, bottom, right, top = textpage.get_charbox(first, loose=True)
-        left2, bottom2, right2, top2 = textpage.get_charbox(last, loose=True)
-    except pdfium.PdfiumError:
+    if not (
+        pdfium_c.FPDFText_GetLooseCharBox(textpage, first, box)
+        and pdfium_c.FPDFText_GetLooseCharBox(textpage, last, box2)
+    ):
         return
-    line.left, line.right = min(left, left2), max(right, right2)
-    line.bottom, line.top = min(bottom, bottom2), max(top, top2)
-    line.size = max(top - bottom, top2 - bottom2)
+    line.left, line.right = min(box.left, box2.left), max(box.right, box2.right)
+    line.bottom, line.top = min(box.bottom, box2.bottom), max(box.top, box2.top)
+    line.size = max(box.top - box.bottom, box2.top - box2.bottom)
     line.placed = line.size > 0
-    line.bold = _bold(textpage, first) and _bold(textpage, last)
+    # only a short line can be a heading, or a bold one run into its paragraph
+    if end - start <= _HEADING_MAX_CHARS:
+        line.bold = _bold(textpage, first) and _bold(textpage, last)
 
 
 def _bold(textpage: pdfium.PdfTextPage, index: int) -> bool:
@@ -342,11 +348,10 @@ def _bold(textpage: pdfium.PdfTextPage, index: int) -> bool:
 
     if pdfium_c.FPDFText_GetFontWeight(textpage, index) >= _BOLD_WEIGHT:
         return True
-    buffer = ctypes.create_string_buffer(128)
     flags = ctypes.c_int(0)
-    size = pdfium_c.FPDFText_GetFontInfo(textpage, index, buffer, len(buffer), ctypes.byref(flags))
-    name = buffer.value.decode("latin-1", "replace").casefold() if size else ""
-    return "bold" in name or "black" in name or bool(flags.value & _FORCE_BOLD)
+    size = pdfium_c.FPDFText_GetFontInfo(textpage, index, _FONT_NAME, _FONT_NAME_SIZE, flags)
+    name = _FONT_NAME.value.lower() if 0 < size <= _FONT_NAME_SIZE else b""
+    return b"bold" in name or b"black" in name or bool(flags.value & _FORCE_BOLD)
 
 
 def _fix_text(
@@ -567,6 +572,8 @@ def _split_outline_titles(
 
 
 def _outline_level(text: str, outline: tuple[tuple[int, str], ...]) -> int:
+    if not outline:
+        return 0
     key = _title_key(text)
     return next((level for level, title in outline if title == key), 0)
 
