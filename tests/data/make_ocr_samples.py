@@ -53,6 +53,11 @@ def small_images() -> None:
     pages[0].save(
         HERE / "ocr_lines_2p.tif", save_all=True, append_images=pages[1:], compression="group4"
     )
+    # three scanned pages, each the lines cut at another place, as an image-only PDF
+    scans = [lines.convert("L"), *(page.convert("L") for page in (first, second))]
+    scans[0].save(
+        HERE / "ocr_lines_3p.pdf", "PDF", resolution=100, save_all=True, append_images=scans[1:]
+    )
 
 
 def main() -> None:
