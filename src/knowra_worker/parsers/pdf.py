@@ -79,6 +79,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _BULLET = re.compile(
     r"^([\u2022\u25cf\u25cb\u25e6\u25aa\u25a0\u2023\u2043\u2219\u00b7*\u2013-]\s|\d{1,2}[.)]\s)"
 )
+_SECTION_NUMBER = re.compile(r"(\d+(?:\.\d+)*)\.?\s+\S")
 _NOT_WORD = re.compile(r"[\W_]+")
 _GLUED_MARK = re.compile(r"[^\W\d_](?=\d)")  # a letter, then a digit
 _ALEF_LAM = re.compile("[\u0622\u0623\u0625\u0627]\u0644")
@@ -100,6 +101,7 @@ _MARK_SIZE = 0.85  # a mark's box height against its word's
 _MARK_GAP = 0.25  # of the word's height: a gap pdfium did not turn into a space
 _MARK_RAISE = 0.2  # of the word's height: a baseline raised like a superscript's
 _SAME_BOX = 0.01  # points
+_LEVEL = 0.01  # radians: a character's angle that is still horizontal text
 _FONT_NAME_SIZE = 128
 _FONT_NAME = ctypes.create_string_buffer(_FONT_NAME_SIZE)  # used with PDFIUM_LOCK held
 
@@ -389,8 +391,8 @@ def _set_apart(textpage: pdfium.PdfTextPage, letter: int, mark: int) -> bool:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
-    if letter < 0 or mark < 0:
-        return False
+    if letter < 0 or mark < 0 or pdfium_c.FPDFText_GetCharAngle(textpage, letter) > _LEVEL:
+        return False  # rotated text: boxes do not compare along the line
     try:
         _, low, right, high = textpage.get_charbox(letter, loose=True)
         left, low2, _, high2 = textpage.get_charbox(mark, loose=True)
@@ -603,7 +605,8 @@ def _bold_body(paragraphs: list[list[Line]]) -> bool:
 
 def _heading_level(paragraph: list[Line], text: str, body: float | None, ignore_bold: bool) -> int:
     """A level from the font: clearly larger than the body text (1 to 3 by how much), or
-    bold at body size on a page whose text is not bold (4)."""
+    bold at body size on a page whose text is not bold (by its section number's depth,
+    else 4)."""
     if body is None or len(paragraph) > _HEADING_MAX_LINES or len(text) > _HEADING_MAX_CHARS:
         return 0
     if not all(line.placed for line in paragraph) or not _wordy(text):
@@ -616,12 +619,18 @@ def _heading_level(paragraph: list[Line], text: str, body: float | None, ignore_
     if ratio >= _HEADING_RATIO:
         return 3
     bold = all(line.bold for line in paragraph) and not ignore_bold
-    return _BOLD_LEVEL if bold and ratio >= 0.95 and _heading_like(text) else 0
+    if not (bold and ratio >= 0.95 and _heading_like(text)):
+        return 0
+    numbered = _SECTION_NUMBER.match(text)  # "3.2 Training": level 2
+    return min(numbered.group(1).count(".") + 1, _MAX_LEVEL) if numbered else _BOLD_LEVEL
 
 
 def _heading_like(text: str) -> bool:
-    """Short, and not a sentence (a bold sentence is emphasis, not a heading)."""
-    return len(text) <= _BOLD_HEADING_MAX_CHARS and not text.rstrip().endswith((".", ",", ";"))
+    """Short, starting like a title (a capital or a number), and not a sentence: a bold
+    sentence or a bold fragment inside a line is emphasis, not a heading."""
+    if len(text) > _BOLD_HEADING_MAX_CHARS or text.rstrip().endswith((".", ",", ";")):
+        return False
+    return text[0].isdigit() or text[0].isupper()
 
 
 def _wordy(text: str) -> bool:
