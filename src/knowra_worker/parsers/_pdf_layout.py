@@ -3,7 +3,8 @@
 What pdfium gives is a page's lines in content-stream order, each with a box. This module
 decides what a reader would see:
 - which lines are running headers and footers (a line near the top or bottom edge whose
-  text, digits aside, recurs on several pages of a fixed sample of the document);
+  text, digits aside, recurs on several pages of a fixed sample of the document, or, for a
+  line led or ended by a page number, whose first and last words do);
 - the reading order of a page set in columns (left column top to bottom, then the right one;
   a line crossing the gutter, such as a full-width heading or caption, stays where it is);
 - how lines join into paragraph text (a word hyphenated at a line end is joined again);
@@ -70,15 +71,26 @@ def sample_pages(total: int) -> list[int]:
 
 def edge_key(text: str) -> str:
     """A line's text with page numbers (Arabic or Roman) and punctuation taken out."""
-    text = _DIGITS.sub("#", text.casefold())
-    return _NOT_WORD.sub(" ", _ROMAN.sub("#", text)).strip() or "#"
+    text = _DIGITS.sub("0", text.casefold())
+    return _NOT_WORD.sub(" ", _ROMAN.sub("0", text)).strip() or "0"
+
+
+def edge_keys(text: str) -> set[str]:
+    """The line's key, and for a line that starts or ends (not both) with a page number,
+    its shape: first and last words (`Chapter 2. Roles ... 11` and `Chapter 3. Row ... 15` share
+    `chapter … 0`), as running heads that name the chapter differ in their middle."""
+    key = edge_key(text)
+    words = key.split()
+    if len(words) < 3 or (words[0] == "0") == (words[-1] == "0"):
+        return {key}  # numbered at both ends is a contents line, not a running head
+    return {key, f"{words[0]} … {words[-1]}"}
 
 
 def repeated_edges(sampled: Sequence[Iterable[str]]) -> frozenset[str]:
     """Keys of the edge lines that recur on enough sampled pages to be running text."""
     counts: Counter[str] = Counter()
     for lines in sampled:
-        counts.update({edge_key(line) for line in lines if _edge_sized(line)})
+        counts.update({key for line in lines if _edge_sized(line) for key in edge_keys(line)})
     needed = max(2, round(EDGE_MIN_SHARE * len(sampled)))
     return frozenset(key for key, count in counts.items() if count >= needed)
 
@@ -99,7 +111,7 @@ def drop_edges(page: PageLines, repeated: frozenset[str]) -> list[Line]:
             line.placed
             and (line.bottom >= high or line.top <= low)
             and _edge_sized(line.text)
-            and edge_key(line.text) in repeated
+            and not edge_keys(line.text).isdisjoint(repeated)
         )
     ]
 
