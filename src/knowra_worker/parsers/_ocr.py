@@ -150,7 +150,7 @@ def _build_engine(current: OcrConfig) -> Any:
         return _tesseract_module()
     from rapidocr import RapidOCR
 
-    params: dict[str, Any] = {"Global.log_level": "warning"}
+    params: dict[str, Any] = {"Global.log_level": "error"}  # not one line per blank page
     if current.threads:
         params["EngineConfig.onnxruntime.intra_op_num_threads"] = current.threads
     return RapidOCR(params=params)
