@@ -24,6 +24,7 @@ EDGE_SAMPLE_PAGES = 24  # pages scanned when a document is opened
 EDGE_MIN_SHARE = 0.15  # of the sampled pages a line must recur on (and at least twice)
 _EDGE_MAX_CHARS = 160
 _GUTTER_MIN_LINES = 4  # lines on each side of a column gutter
+_GUTTER_MAX_CROSSING = 0.15  # of a page's lines: full-width ones crossing the gutter
 _GUTTER_MIN_WIDTH = 0.25  # of the text's width: the widest line of a column at least
 _GUTTER_RANGE = (0.25, 0.75)  # where, across the text's width, a gutter may lie
 
@@ -131,39 +132,41 @@ def reading_order(lines: list[Line]) -> list[Line]:
 
 
 def _gutter(lines: list[Line]) -> float | None:
-    """The middle of the widest vertical strip that no line crosses, with enough lines of
-    column width on both sides of it, or None."""
+    """The middle of the widest vertical strip that (almost) no line crosses, with enough
+    lines of column width entirely on both sides of it, or None. The few lines allowed to
+    cross are the full-width ones: a title, a caption, a footnote."""
     if len(lines) < 2 * _GUTTER_MIN_LINES:
         return None
     left, right = min(line.left for line in lines), max(line.right for line in lines)
     width = right - left
     if width <= 0:
         return None
-    best: tuple[float, float] | None = None
-    for start, end in _free_strips(
-        lines, left + _GUTTER_RANGE[0] * width, left + _GUTTER_RANGE[1] * width
-    ):
-        if best is None or end - start > best[1] - best[0]:
-            best = (start, end)
-    if best is None:
+    low, high = left + _GUTTER_RANGE[0] * width, left + _GUTTER_RANGE[1] * width
+    allowed = max(2, int(_GUTTER_MAX_CROSSING * len(lines)))
+    strips = [(a, b) for a, b in _free_strips(lines, allowed) if b > low and a < high]
+    if not strips:
         return None
-    middle = (best[0] + best[1]) / 2
+    start, end = max(strips, key=lambda strip: min(strip[1], high) - max(strip[0], low))
+    middle = (max(start, low) + min(end, high)) / 2
     if not _columns_on_both_sides(lines, middle, _GUTTER_MIN_WIDTH * width):
         return None
     return middle
 
 
-def _free_strips(lines: list[Line], low: float, high: float) -> list[tuple[float, float]]:
-    """Strips of x in [low, high] that no line's box covers."""
-    spans = sorted((line.left, line.right) for line in lines)
-    strips, reach = [], low
-    for start, end in spans:
-        if start > reach and reach < high:
-            strips.append((reach, min(start, high)))
-        reach = max(reach, end)
-    if reach < high:
-        strips.append((reach, high))
-    return [(a, b) for a, b in strips if b - a > 0]
+def _free_strips(lines: list[Line], allowed: int) -> list[tuple[float, float]]:
+    """Strips of x that at most `allowed` lines cross (a sweep over the lines' ends)."""
+    events = sorted([(line.left, 1) for line in lines] + [(line.right, -1) for line in lines])
+    strips: list[tuple[float, float]] = []
+    crossing, start = 0, None
+    for x, step in events:
+        crossing += step
+        if crossing <= allowed and start is None:
+            start = x
+        elif crossing > allowed and start is not None:
+            if x > start:
+                strips.append((start, x))
+            start = None
+    return strips
 
 
 def _columns_on_both_sides(lines: list[Line], gutter: float, min_width: float) -> bool:
