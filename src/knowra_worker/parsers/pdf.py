@@ -8,9 +8,10 @@ From them (see `_pdf_layout` for the pure layout rules):
 - ruled tables (`_pdf_tables`, from the page's path objects) become TABLE blocks with their
   cells row by row, and their text is not repeated as paragraphs;
 - a page set in columns is read column after column, full-width lines kept in place;
-- lines are grouped into paragraphs by layout: a vertical gap of more than half a line, a
-  change of font size or of boldness, a jump back up the page, a bullet or a first-line
-  indent starts a new paragraph; a word hyphenated at a line end is joined again;
+- lines are grouped into paragraphs by layout: a vertical gap of more than half a line
+  beyond the page's usual line spacing, a change of font size or of boldness, a jump back
+  up the page, a bullet or a first-line indent (from the right in right-to-left text)
+  starts a new paragraph; a word hyphenated at a line end is joined again;
 - headings come from the outline (bookmark titles matched to text on their page, with the
   bookmark's depth as level), else from the font: clearly larger than the body text, or
   bold at body size on a page whose text is not bold;
@@ -27,10 +28,12 @@ its text page are closed as soon as their lines are out, so memory stays at one 
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import re
 import statistics
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,7 +87,8 @@ _NOT_WORD = re.compile(r"[\W_]+")
 _GLUED_MARK = re.compile(r"[^\W\d_](?=\d)")  # a letter, then a digit
 _ALEF_LAM = re.compile("[\u0622\u0623\u0625\u0627]\u0644")
 _ARABIC_WORD = re.compile("[\u0621-\u064a\u066e-\u06d3]{2,}")
-_PARAGRAPH_GAP = 0.5  # of a line's height
+_PARAGRAPH_GAP = 0.5  # of a line's height, beyond the page's usual leading
+_MAX_LEADING = 1.5  # of a line's height: a larger usual gap is not line spacing
 _FONT_CHANGE = 1.25  # ratio of line heights
 _HEADING_RATIO = 1.3  # of the body text's line height
 _HEADING_MAX_CHARS = 150
@@ -515,6 +519,7 @@ def _table_block(rows: tuple[tuple[str, ...], ...], page: int) -> Block:
 def _paragraphs(lines: list[Line]) -> list[list[Line]]:
     paragraphs: list[list[Line]] = []
     current: list[Line] = []
+    leading = _usual_gap(lines)
     for line in lines:
         if line.table >= 0 or not line.text.strip():
             if current:
@@ -523,7 +528,7 @@ def _paragraphs(lines: list[Line]) -> list[list[Line]]:
             if line.table >= 0:
                 paragraphs.append([line])
             continue
-        if current and _starts_paragraph(current, line):
+        if current and _starts_paragraph(current, line, leading):
             paragraphs.append(current)
             current = []
         current.append(line)
@@ -532,7 +537,20 @@ def _paragraphs(lines: list[Line]) -> list[list[Line]]:
     return paragraphs
 
 
-def _starts_paragraph(current: list[Line], line: Line) -> bool:
+def _usual_gap(lines: list[Line]) -> float:
+    """The most common gap between a line and the next one below it, in line heights: the
+    page's leading, which a paragraph break exceeds (0 when lines touch, as is usual)."""
+    gaps: Counter[float] = Counter()
+    for previous, line in itertools.pairwise(lines):
+        if previous.placed and line.placed and line.table < 0 and previous.table < 0:
+            height = min(previous.size, line.size)
+            gap = (previous.bottom - line.top) / height
+            if 0 <= gap <= _MAX_LEADING:
+                gaps[round(gap, 1)] += 1
+    return gaps.most_common(1)[0][0] if gaps else 0.0
+
+
+def _starts_paragraph(current: list[Line], line: Line, leading: float) -> bool:
     previous = current[-1]
     if _BULLET.match(line.text.lstrip()):
         return True
@@ -541,13 +559,16 @@ def _starts_paragraph(current: list[Line], line: Line) -> bool:
     height = min(previous.size, line.size)
     if line.top > previous.top + 0.5 * height:  # moved up: next column or a new region
         return True
-    if previous.bottom - line.top > _PARAGRAPH_GAP * height:
+    if previous.bottom - line.top > (leading + _PARAGRAPH_GAP) * height:
         return True
     if max(previous.size, line.size) > _FONT_CHANGE * height:
         return True
     if previous.bold != line.bold and len(current) <= _HEADING_MAX_LINES:
         return True  # a bold heading run straight into its text
-    indented = line.left - previous.left > 0.8 * height
+    if has_arabic(line.text):  # right-to-left: a first line is indented from the right
+        indented = previous.right - line.right > 0.8 * height
+    else:
+        indented = line.left - previous.left > 0.8 * height
     return indented and len(current) > 1 and not _BULLET.match(current[0].text.lstrip())
 
 
