@@ -3,6 +3,7 @@ any pixel is decoded."""
 
 from __future__ import annotations
 
+import shutil
 import struct
 import zlib
 from collections.abc import Iterator
@@ -130,3 +131,14 @@ def test_the_image_formats_are_declared() -> None:
     assert {"png", "jpeg", "tiff", "bmp", "webp"} <= set(registry.supported_formats())
     for mime_type in ("image/png", "image/jpeg", "image/tiff", "image/bmp", "image/webp"):
         assert registry.parser_for(mime_type) is ImageDocument
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="the tesseract program is absent")
+def test_tesseract_reads_a_page_photographed_at_screen_resolution(ocr_config: None) -> None:
+    pytest.importorskip("pytesseract")
+    _ocr.configure(engine="tesseract")
+    truth = words((DATA / "layout-parser-paper-fast.jpg.txt").read_text(encoding="utf-8"))
+    [unit] = read_units(DATA / "layout-parser-paper-fast.jpg")
+    ours = words(" ".join(block.text for block in unit.blocks))
+    assert recall(truth, ours) >= 0.9
+    assert glued_pairs(truth, ours) == []
