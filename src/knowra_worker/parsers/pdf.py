@@ -95,6 +95,7 @@ _HEADING_MAX_CHARS = 150
 _HEADING_MAX_LINES = 2
 _BOLD_HEADING_MAX_CHARS = 100
 _BOLD_LEVEL = 4
+_BOLD_TITLE_RATIO = 1.1  # bold and somewhat larger than the body text: a title
 _MIN_BODY_CHARS = 200
 _MAX_LEVEL = 9
 _OUTLINE_MAX_DEPTH = 8
@@ -626,8 +627,8 @@ def _bold_body(paragraphs: list[list[Line]]) -> bool:
 
 def _heading_level(paragraph: list[Line], text: str, body: float | None, ignore_bold: bool) -> int:
     """A level from the font: clearly larger than the body text (1 to 3 by how much), or
-    bold at body size on a page whose text is not bold (by its section number's depth,
-    else 4)."""
+    bold at body size on a page whose text is not bold (by its section number's depth;
+    else 1 when somewhat larger than the body text, a title, and 4 when not)."""
     if body is None or len(paragraph) > _HEADING_MAX_LINES or len(text) > _HEADING_MAX_CHARS:
         return 0
     if not all(line.placed for line in paragraph) or not _wordy(text):
@@ -643,7 +644,9 @@ def _heading_level(paragraph: list[Line], text: str, body: float | None, ignore_
     if not (bold and ratio >= 0.95 and _heading_like(text)):
         return 0
     numbered = _SECTION_NUMBER.match(text)  # "3.2 Training": level 2
-    return min(numbered.group(1).count(".") + 1, _MAX_LEVEL) if numbered else _BOLD_LEVEL
+    if numbered:
+        return min(numbered.group(1).count(".") + 1, _MAX_LEVEL)
+    return 1 if ratio >= _BOLD_TITLE_RATIO else _BOLD_LEVEL
 
 
 def _heading_like(text: str) -> bool:
