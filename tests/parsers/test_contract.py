@@ -12,6 +12,7 @@ from .conftest import DATA, read_units
 SAMPLES = [
     ("multi_page.pdf", True),
     ("redp5110_sampled.pdf", True),
+    ("right_to_left_03.pdf", True),
     ("powerpoint_sample.pptx", True),
     ("word_sample.docx", False),
     ("docx_lists.docx", False),
