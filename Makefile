@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test lint bench bench-quality clean
+.PHONY: serve test lint bench bench-quality bench-perf clean
 
 $(BIN)/knowra-worker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(BIN)/knowra-worker
 bench-quality: $(BIN)/knowra-worker
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.quality
+
+## The performance suite: each performance target beside its baseline, measured in one run.
+bench-perf: $(BIN)/knowra-worker
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.perf
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
