@@ -118,6 +118,43 @@ def test_pdf_pages_and_words_match_pdfium(service: Service) -> None:
     assert _alnum(local_text(DATA / "multi_page.pdf")) == "".join(pages)
 
 
+# The running heads and feet of redp5110_sampled.pdf: the only lines of its text layer that
+# parsing drops.
+REDP_RUNNING_HEADS = re.compile(
+    r"^© Copyright IBM Corp\. 2014\. All rights reserved\.( [ivxlc\d]+)?$"
+    r"|^\d+ Row and Column Access Control Support in IBM DB2 for i$"
+    r"|^Chapter \d+\. [^.]{1,80} \d+$"
+)
+
+
+def test_pdf_loses_nothing_but_its_running_heads(service: Service) -> None:
+    """With running heads dropped, table cells and columns read in their own order, the
+    chunks still hold every letter and digit of pdfium's text but those of the running
+    heads, and each chunk begins and ends with text of the pages it names."""
+    status, chunks = run_task(service, "redp5110_sampled.pdf", text_format="plain")
+    assert status["progress"]["units_total"] == 18
+    pdf = pdfium.PdfDocument(DATA / "redp5110_sampled.pdf")
+    pages, kept, dropped = [], [], 0
+    for i in range(len(pdf)):
+        lines = pdf[i].get_textpage().get_text_range().splitlines()
+        heads = [line for line in lines if REDP_RUNNING_HEADS.match(line.strip())]
+        dropped += len(heads)
+        pages.append(_alnum("".join(lines)))
+        kept.append(_alnum("".join(line for line in lines if line not in heads)))
+    pdf.close()
+    assert dropped == 14
+    for c in chunks:
+        m, text = c["metadata"], _alnum(c["text"])
+        first, last = m["page_start"], m["page_end"]
+        assert 1 <= first <= last <= 18
+        span = "".join(pages[first - 1 : last])  # a chunk's ends may straddle a page break
+        assert 0 <= span.find(text[:20]) < len(pages[first - 1]), (m, text[:20])
+        end = span.rfind(text[-20:])
+        assert end >= 0 and len(span) - len(pages[last - 1]) < end + 20, (m, text[-20:])
+    whole = _alnum(local_text(DATA / "redp5110_sampled.pdf", "plain"))
+    assert sorted(whole) == sorted("".join(kept))
+
+
 def _headings_of(chunks: list[dict], needle: str) -> list[str]:
     found = [c for c in chunks if needle in c["text"]]
     assert found, f"{needle!r} in no chunk"
