@@ -83,6 +83,8 @@ _BULLET = re.compile(
     r"^([\u2022\u25cf\u25cb\u25e6\u25aa\u25a0\u2023\u2043\u2219\u00b7*\u2013-]\s|\d{1,2}[.)]\s)"
 )
 _SECTION_NUMBER = re.compile(r"(\d+(?:\.\d+)*)\.?\s+\S")
+_SOFT_HYPHEN = "\ufffe"
+_SOFT_BREAK = re.compile(r"(\w+)\ufffe(\w+)")
 _NOT_WORD = re.compile(r"[\W_]+")
 _GLUED_MARK = re.compile(r"[^\W\d_](?=\d)")  # a letter, then a digit
 _ALEF_LAM = re.compile("[\u0622\u0623\u0625\u0627]\u0644")
@@ -262,7 +264,7 @@ def _read_page(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLines:
     text = textpage.get_text_range(0, count)
     # Positions are by char index; text offsets differ where pdfium left chars out.
     index = _CharIndex(textpage, len(text) != count)
-    lines = _extract_lines(textpage, text, index)
+    lines = _extract_lines(textpage, _soft_hyphens(text), index)
     tables = find_tables(page, textpage, height, lambda: _page_chars(textpage, text, index))
     if tables:
         lines = _stand_in_tables(lines, tables, height)
@@ -293,6 +295,21 @@ def _page_chars(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -> l
         if pdfium_c.FPDFText_GetCharBox(textpage, at, *boxes):
             chars.append(Char(offset, char, left.value, bottom.value, right.value, top.value))
     return chars
+
+
+def _soft_hyphens(text: str) -> str:
+    """pdfium joins a word broken at a line end and marks the break (U+FFFE, dropped later
+    with the other controls). Where the word was a compound broken at its own hyphen
+    (`Lucene-BM25`, or `dual-encoder` when the page writes it so elsewhere), the mark
+    becomes a hyphen again; the text keeps its length, so offsets stay char indexes."""
+    if _SOFT_HYPHEN not in text:
+        return text
+    chars = list(text)
+    for match in _SOFT_BREAK.finditer(text):
+        before, after = match.group(1), match.group(2)
+        if after[0].isupper() or after[0].isdigit() or f"{before}-{after}" in text:
+            chars[match.start(2) - 1] = "-"
+    return "".join(chars)
 
 
 class _CharIndex:
