@@ -172,21 +172,21 @@ def test_headings_take_their_levels_from_the_outline() -> None:
 
 
 def test_ruled_table_comes_as_rows_and_not_as_paragraphs() -> None:
-    page_10 = read_units(REDP, start=7)[0]
-    tables = [block for block in page_10.blocks if block.kind is BlockKind.TABLE]
+    eighth = read_units(REDP, start=7)[0]
+    tables = [block for block in eighth.blocks if block.kind is BlockKind.TABLE]
     assert len(tables) == 1
     rows = tables[0].rows
     assert rows[0] == ("Column name", "Data type", "Description")
     assert rows[1] == ("FUNCTION_ID", "VARCHAR(30)", "ID of the function.")
     assert rows[2][:2] == ("USER_NAME", "VARCHAR(10)")
     assert tables[0].text.splitlines()[1] == "FUNCTION_ID | VARCHAR(30) | ID of the function."
-    paragraphs = [b.text for b in page_10.blocks if b.kind is not BlockKind.TABLE]
+    paragraphs = [b.text for b in eighth.blocks if b.kind is not BlockKind.TABLE]
     assert not [text for text in paragraphs if "FUNCTION_ID" in text or "VARCHAR" in text]
 
 
 def test_cells_of_a_permission_table_keep_their_columns() -> None:
-    page_11 = read_units(REDP, start=8)[0]
-    table = next(block for block in page_11.blocks if block.kind is BlockKind.TABLE)
+    ninth = read_units(REDP, start=8)[0]
+    table = next(block for block in ninth.blocks if block.kind is BlockKind.TABLE)
     assert table.rows[0] == (
         "User action",
         "*JOBCTL",
@@ -233,3 +233,18 @@ def test_no_two_words_of_the_ground_truth_are_glued(name: str) -> None:
 def _words(text: str) -> list[str]:
     text = unicodedata.normalize("NFKC", text).casefold().replace("\u0640", "")
     return re.findall(r"[^\W_]+", text)
+
+
+def test_a_table_the_finder_cannot_read_is_a_warning_and_its_text_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from knowra_worker.parsers import pdf as pdf_parser
+
+    def broken(*_args: object) -> list[object]:
+        raise ValueError("a degenerate grid")
+
+    monkeypatch.setattr(pdf_parser, "find_tables", broken)
+    eighth = read_units(REDP, start=7)[0]
+    assert eighth.warnings == ["page 8: its ruled tables could not be read; their text is kept"]
+    assert not [b for b in eighth.blocks if b.kind is BlockKind.TABLE]
+    assert any("FUNCTION_ID VARCHAR(30) ID of the function." in b.text for b in eighth.blocks)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 EDGE_BAND = 0.12  # of the page height: where running headers and footers sit
 EDGE_SAMPLE_PAGES = 24  # pages scanned when a document is opened
@@ -57,6 +57,7 @@ class PageLines:
     lines: list[Line]
     height: float = 0.0
     tables: list[tuple[tuple[str, ...], ...]] | None = None
+    warnings: list[str] = field(default_factory=list)  # what could not be read, and why
 
 
 # --- running headers and footers ------------------------------------------------------------

@@ -134,7 +134,8 @@ class PdfDocument(BaseDocument):
             if reason:
                 yield ocr_page(self._pdf, index, reason, PDFIUM_LOCK)
                 continue
-            yield Unit(index, self._blocks(page, index))
+            warnings = [f"page {index + 1}: {warning}" for warning in page.warnings]
+            yield Unit(index, self._blocks(page, index), warnings)
 
     def close(self) -> None:
         pdf, self._pdf = self._pdf, None
@@ -265,10 +266,16 @@ def _read_page(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLines:
     # Positions are by char index; text offsets differ where pdfium left chars out.
     index = _CharIndex(textpage, len(text) != count)
     lines = _extract_lines(textpage, _soft_hyphens(text), index)
-    tables = find_tables(page, textpage, height, lambda: _page_chars(textpage, text, index))
+    warnings: list[str] = []
+    try:
+        tables = find_tables(page, textpage, height, lambda: _page_chars(textpage, text, index))
+    except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        # an odd drawing the table finder cannot read: the page's text is still all there
+        log.debug("table finder failed: %s", exc)
+        tables, warnings = [], ["its ruled tables could not be read; their text is kept"]
     if tables:
         lines = _stand_in_tables(lines, tables, height)
-    return PageLines(lines, height, [table.rows for table in tables])
+    return PageLines(lines, height, [table.rows for table in tables], warnings)
 
 
 def _extract_lines(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -> list[Line]:
