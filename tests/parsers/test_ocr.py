@@ -260,3 +260,14 @@ def test_tesseract_reads_the_scanned_page(ocr_config: None) -> None:
     [unit] = read_units(DATA / "ocr_test.pdf")
     assert words(" ".join(b.text for b in unit.blocks)) == words(OCR_TEST_TEXT)
     assert unit.warnings == ["page 1 has no text layer; its text was recognised by OCR"]
+
+
+@pytest.mark.parametrize("angle", [90, 180, 270])
+def test_a_page_scanned_sideways_or_upside_down_reads_upright(tmp_path: Path, angle: int) -> None:
+    from PIL import Image
+
+    path = tmp_path / f"turned_{angle}.png"
+    with Image.open(DATA / "ocr_lines.png") as image:
+        image.rotate(angle, expand=True, fillcolor=255).save(path)
+    [unit] = read_units(path)
+    assert [block.text for block in unit.blocks] == [OCR_TEST_TEXT]

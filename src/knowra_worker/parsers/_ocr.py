@@ -197,7 +197,61 @@ def recognise(image: Image.Image | np.ndarray) -> list[OcrLine]:
     engine = _engine(current)
     if current.engine == "tesseract":
         return _tesseract_lines(engine, pixels, current.languages)
-    return _rapidocr_lines(engine(pixels))
+    return _rapidocr_upright(engine, pixels)
+
+
+# --- pages scanned sideways or upside down (RapidOCR) ---------------------------------------
+
+_SIDEWAYS = 1.5  # a box this many times taller than wide holds a line turned by 90 degrees
+_SAMPLE_LINES = 6  # lines whose orientation is asked to decide a page's
+
+
+def _rapidocr_upright(engine: Any, pixels: np.ndarray) -> list[OcrLine]:
+    """The lines of a page in its upright frame, whichever way up it was scanned.
+
+    A page turned by 90 degrees (most of its text in tall boxes) is turned and read again.
+    RapidOCR's classifier turns a line it finds upside down before reading it, but only when
+    sure (and a page's lines then run bottom to top): when most of the longest lines are
+    upside down by its vote, sure or not, the page is turned and read again instead.
+    """
+    import numpy as np
+
+    lines = _rapidocr_lines(_rapidocr(engine, pixels))
+    if _sideways(lines):
+        pixels = np.ascontiguousarray(np.rot90(pixels))
+        lines = _rapidocr_lines(_rapidocr(engine, pixels))
+    if _upside_down(engine, pixels, lines):
+        pixels = np.ascontiguousarray(np.rot90(pixels, 2))
+        lines = _rapidocr_lines(_rapidocr(engine, pixels))
+    return lines
+
+
+def _rapidocr(engine: Any, pixels: np.ndarray, *, read: bool = True) -> Any:
+    """One RapidOCR call. Every step is named each time: RapidOCR keeps the flags of the
+    previous call."""
+    return engine(pixels, use_det=read, use_cls=True, use_rec=read)
+
+
+def _sideways(lines: list[OcrLine]) -> bool:
+    tall = sum(len(line.text) for line in lines if _tall(line))
+    return tall > sum(len(line.text) for line in lines) / 2
+
+
+def _tall(line: OcrLine) -> bool:
+    return line.bottom - line.top > _SIDEWAYS * (line.right - line.left)
+
+
+def _upside_down(engine: Any, pixels: np.ndarray, lines: list[OcrLine]) -> bool:
+    longest = sorted(lines, key=lambda line: len(line.text), reverse=True)[:_SAMPLE_LINES]
+    votes = [_line_turned(engine, pixels, line) for line in longest if not _tall(line)]
+    return sum(votes) > len(votes) / 2
+
+
+def _line_turned(engine: Any, pixels: np.ndarray, line: OcrLine) -> bool:
+    crop = pixels[int(line.top) : int(line.bottom) + 1, int(line.left) : int(line.right) + 1]
+    result = _rapidocr(engine, crop, read=False)
+    labels = getattr(result, "cls_res", None) or [("0", 0.0)]
+    return str(labels[0][0]) == "180"
 
 
 def _rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
