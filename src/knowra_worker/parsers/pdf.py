@@ -28,6 +28,7 @@ its text page are closed as soon as their lines are out, so memory stays at one 
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import logging
 import re
@@ -36,7 +37,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.errors import (
@@ -281,10 +282,10 @@ def _read_page(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLines:
 def _extract_lines(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -> list[Line]:
     lines = []
     for start, end in _line_spans(text):
-        line = Line(strip_controls(text[start:end]).rstrip())
-        if line.text.strip():
+        visible = _fix_text(textpage, text, (start, end), index) if text[start:end].strip() else ""
+        line = Line(visible)
+        if visible.strip():
             _place(textpage, line, text, (start, end), index)
-            line.text = _fix_text(textpage, text, (start, end), index)
         lines.append(line)
     return lines
 
@@ -356,9 +357,9 @@ def _place(
     raw = text[start:end]
     first = chars(start + len(raw) - len(raw.lstrip()))
     last = chars(start + len(raw.rstrip()) - 1)
-    box, box2 = pdfium_c.FS_RECTF(), pdfium_c.FS_RECTF()
     if first < 0 or last < 0:
         return
+    box, box2 = _rects()
     if not (
         pdfium_c.FPDFText_GetLooseCharBox(textpage, first, box)
         and pdfium_c.FPDFText_GetLooseCharBox(textpage, last, box2)
@@ -371,6 +372,14 @@ def _place(
     # only a short line can be a heading, or a bold one run into its paragraph
     if end - start <= _HEADING_MAX_CHARS:
         line.bold = _bold(textpage, first) and _bold(textpage, last)
+
+
+@functools.cache
+def _rects() -> tuple[Any, Any]:
+    """Two boxes for pdfium to fill, made once (used with PDFIUM_LOCK held)."""
+    import pypdfium2.raw as pdfium_c
+
+    return pdfium_c.FS_RECTF(), pdfium_c.FS_RECTF()
 
 
 def _bold(textpage: pdfium.PdfTextPage, index: int) -> bool:
