@@ -33,7 +33,7 @@ from knowra_worker.parsers.base import Format, Parser
 
 _PACKAGE = __name__.rpartition(".")[0]
 _HINTS = {
-    "image": "images are not supported (text recognition is not available)",
+    "image": "convert it to PNG, JPEG, TIFF or WebP, whose text is read by OCR",
     "legacy": "save it in the current Office format (.docx, .xlsx, .pptx) and submit it again",
 }
 
