@@ -481,10 +481,15 @@ def _visual_order(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _Ch
     match = _ARABIC_WORD.search(raw)
     if match is None:
         return False
+    import pypdfium2 as pdfium
+
     first, last = chars(start + match.start()), chars(start + match.end() - 1)
     if first < 0 or last < 0:
         return False
-    return bool(textpage.get_charbox(last)[0] > textpage.get_charbox(first)[0])
+    try:
+        return bool(textpage.get_charbox(last)[0] > textpage.get_charbox(first)[0])
+    except pdfium.PdfiumError:
+        return False
 
 
 def _stand_in_tables(lines: list[Line], tables: list[Table], height: float) -> list[Line]:
