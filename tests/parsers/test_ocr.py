@@ -271,3 +271,15 @@ def test_a_page_scanned_sideways_or_upside_down_reads_upright(tmp_path: Path, an
         image.rotate(angle, expand=True, fillcolor=255).save(path)
     [unit] = read_units(path)
     assert [block.text for block in unit.blocks] == [OCR_TEST_TEXT]
+
+
+def test_the_environment_overrides_a_dotenv_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("KNOWRA_OCR_DPI=222\nKNOWRA_OCR_THREADS=3\nOTHER=1\n", encoding="utf-8")
+    monkeypatch.setenv("KNOWRA_OCR_THREADS", "1")
+    values = _ocr.environment(str(env_file))
+    assert (values["KNOWRA_OCR_DPI"], values["KNOWRA_OCR_THREADS"]) == ("222", "1")
+    assert "OTHER" not in values
+    assert OcrConfig.from_env(values).dpi == 222

@@ -9,11 +9,11 @@ session). Measured on the corpus, the bundled PP-OCRv6 models keep the spaces be
 words (word recall 0.96, no glued pairs on a rendered paper page) where the PP-OCRv4 models
 of `rapidocr_onnxruntime` 1.x reach 0.90 and glue words ("quantitativeresults").
 
-Configuration is read once per process from the environment (`KNOWRA_OCR_ENGINE`,
-`KNOWRA_OCR_DPI`, `KNOWRA_OCR_THREADS`, `KNOWRA_OCR_LANGUAGES`, `KNOWRA_MAX_IMAGE_PIXELS`),
-the same variables `settings.Settings` validates at the service's start, so that the worker
-and `knowra-worker parse` (which never builds Settings) read them alike; `configure()`
-replaces them (tests, embedding applications).
+Configuration is read once per process, on first use, from the environment and a `.env`
+file as `settings.Settings` reads them (`KNOWRA_OCR_ENGINE`, `KNOWRA_OCR_DPI`,
+`KNOWRA_OCR_THREADS`, `KNOWRA_OCR_LANGUAGES`, `KNOWRA_MAX_IMAGE_PIXELS`; Settings validates
+them at the service's start), not through Settings: `knowra-worker parse` never builds one,
+and parsers do not import it. `configure()` replaces them (tests, embedding applications).
 
 Recognised lines are put in reading order by a recursive XY cut (bands split by wide
 horizontal gaps, columns by wide vertical channels), then joined into paragraphs by line
@@ -116,7 +116,7 @@ _engines: dict[tuple[int, str, int, str], Any] = {}
 def configure(config: OcrConfig | None = None, **changes: Any) -> OcrConfig:
     """Replace this process's configuration (None: read the environment again)."""
     global _config
-    config = config or OcrConfig.from_env()
+    config = config or OcrConfig.from_env(environment())
     config = replace(config, **changes) if changes else config
     config.validate()
     with _lock:
@@ -129,8 +129,22 @@ def config() -> OcrConfig:
     global _config
     with _lock:
         if _config is None:
-            _config = OcrConfig.from_env()
+            _config = OcrConfig.from_env(environment())
         return _config
+
+
+def environment(env_file: str = ".env") -> dict[str, str]:
+    """The KNOWRA_ variables as `settings.Settings` sees them: the process's environment over
+    those of a `.env` file in the working directory."""
+    from dotenv import dotenv_values
+
+    values = {
+        key: value
+        for key, value in dotenv_values(env_file).items()
+        if value is not None and key.startswith("KNOWRA_")
+    }
+    values.update((k, v) for k, v in os.environ.items() if k.startswith("KNOWRA_"))
+    return values
 
 
 def enabled() -> bool:
