@@ -142,3 +142,19 @@ def test_tesseract_reads_a_page_photographed_at_screen_resolution(ocr_config: No
     ours = words(" ".join(block.text for block in unit.blocks))
     assert recall(truth, ours) >= 0.9
     assert glued_pairs(truth, ours) == []
+
+
+def test_a_broken_page_of_a_tiff_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    from PIL import Image
+
+    data = bytearray((DATA / "ocr_lines_2p.tif").read_bytes())
+    with Image.open(DATA / "ocr_lines_2p.tif") as image:
+        image.seek(1)
+        offset, length = image.tag_v2[273][0], image.tag_v2[279][0]  # page 2's strip
+    data[offset : offset + length] = bytes(length)  # not valid Group 4 data
+    path = tmp_path / "broken.tif"
+    path.write_bytes(bytes(data))
+    first, second = read_units(path)
+    assert [b.text for b in first.blocks] == [OCR_TEST_TEXT.removesuffix(" package")]
+    assert second.blocks == []
+    assert second.warnings == ["page 2 was skipped: not a valid image: decoder error -2"]

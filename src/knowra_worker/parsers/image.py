@@ -41,9 +41,15 @@ class ImageDocument(BaseDocument):
 
     def units(self, start: int = 0) -> Iterator[Unit]:
         for index in range(max(0, start), self.units_total):
-            image = self._frame(index)
-            page = index + 1
-            yield _ocr.ocr_unit(index, image, page, "")
+            try:
+                image = self._frame(index)
+            except CorruptFile as exc:
+                if self.units_total == 1:
+                    raise
+                # one broken page of a multi-page image: skipped, not the whole document
+                yield Unit(index, [], [f"page {index + 1} was skipped: {exc.message}"])
+                continue
+            yield _ocr.ocr_unit(index, image, index + 1, "")
 
     def close(self) -> None:
         image, self._image = self._image, None
@@ -54,14 +60,14 @@ class ImageDocument(BaseDocument):
         """Frame `index`, its size checked, then decoded (greyscale) and shrunk for OCR."""
         if self._image is None:
             raise RuntimeError("the document is closed")
-        with _decoding_errors(index), translate_errors(f"image (page {index + 1})"):
+        with _decoding_errors(), translate_errors(f"image (page {index + 1})"):
             self._image.seek(index)
             check_size(self._image.size, self._limit)
             return _decode(self._image)
 
 
 @contextmanager
-def _decoding_errors(index: int) -> Iterator[None]:
+def _decoding_errors() -> Iterator[None]:
     """Pillow reports broken pixel data ("image file is truncated") as an OSError without
     an errno: that is the file's fault (CORRUPT_FILE), not the storage's (retried)."""
     try:
@@ -69,8 +75,7 @@ def _decoding_errors(index: int) -> Iterator[None]:
     except SourceIOError as exc:
         cause = exc.__cause__
         if isinstance(cause, OSError) and cause.errno is None:
-            message = f"not a valid image (page {index + 1}): {describe_exception(cause)}"
-            raise CorruptFile(message) from cause
+            raise CorruptFile(f"not a valid image: {describe_exception(cause)}") from cause
         raise
 
 
