@@ -57,6 +57,7 @@ from bench.throughput import (
     service_batch,
     service_memory,
     start_service,
+    time_raw,
 )
 
 HERE = Path(__file__).resolve()
@@ -232,12 +233,6 @@ def build_repeated_pdf(source: Path, pages: int, folder: Path) -> Pdf:
             new.close()
             doc.close()
     return Pdf(out, out.name, pages)
-
-
-def time_raw(pdfs: list[Pdf]) -> Timing:
-    start = time.perf_counter()
-    pages = sum(raw_extract(pdf.path) for pdf in pdfs)
-    return Timing("raw", "raw pypdfium2", len(pdfs), pages, time.perf_counter() - start)
 
 
 # --- what several rows share ---------------------------------------------------------------
