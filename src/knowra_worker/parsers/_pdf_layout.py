@@ -48,6 +48,7 @@ class Line:
     placed: bool = False  # whether the position is known
     bold: bool = False  # the line's first and last characters are in a bold font
     table: int = -1  # >= 0: a stand-in for the page's table of that index
+    span: tuple[int, int] = (0, 0)  # offsets of the line in the page's text
 
 
 @dataclass(slots=True)

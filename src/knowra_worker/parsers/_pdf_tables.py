@@ -60,6 +60,7 @@ CharBoxes = Callable[[], list[Char]]  # the page's characters, read only when ne
 class Table:
     bbox: Box
     rows: tuple[tuple[str, ...], ...]
+    covered: frozenset[int]  # text offsets of the characters its cells hold
 
 
 def find_tables(
@@ -86,9 +87,10 @@ def find_tables(
         grid = CellTable(None, group)  # type: ignore[arg-type]  # rows need only the cells
         if not _grid_like(grid):
             continue
-        rows = _rows(grid, chars(), height)
+        texts, covered = _cell_texts(grid.cells, chars(), height)
+        rows = _rows(grid, texts)
         if len(rows) >= 2 and max(len(row) for row in rows) >= 2 and _has_text(rows):
-            tables.append(Table(grid.bbox, rows))
+            tables.append(Table(grid.bbox, rows, covered))
     return tables
 
 
@@ -105,8 +107,7 @@ def _has_text(rows: tuple[tuple[str, ...], ...]) -> bool:
     return sum(bool(cell) for row in rows for cell in row) >= 2
 
 
-def _rows(grid: Any, chars: list[Char], height: float) -> tuple[tuple[str, ...], ...]:
-    texts = _cell_texts(grid.cells, chars, height)
+def _rows(grid: Any, texts: dict[Box, str]) -> tuple[tuple[str, ...], ...]:
     rows = []
     for row in grid.rows:
         cells = tuple(texts.get(cell, "") if cell else "" for cell in row.cells)
@@ -115,21 +116,25 @@ def _rows(grid: Any, chars: list[Char], height: float) -> tuple[tuple[str, ...],
     return tuple(rows)
 
 
-def _cell_texts(cells: list[Box], chars: list[Char], height: float) -> dict[Box, str]:
-    """Each cell's characters (by their centre), in pdfium's order; a break between runs
-    that pdfium does not give one after the other."""
+def _cell_texts(
+    cells: list[Box], chars: list[Char], height: float
+) -> tuple[dict[Box, str], frozenset[int]]:
+    """Each cell's characters (by their centre), in pdfium's order, a break between runs
+    that pdfium does not give one after the other; and the offsets of all of them."""
     runs: dict[Box, list[list[Char]]] = {}
+    covered: set[int] = set()
     for char in chars:
         x, y = (char.left + char.right) / 2, height - (char.bottom + char.top) / 2
         cell = next((c for c in cells if c[0] <= x < c[2] and c[1] <= y < c[3]), None)
         if cell is None:
             continue
+        covered.add(char.offset)
         pieces = runs.setdefault(cell, [])
         if pieces and pieces[-1][-1].offset == char.offset - 1:
             pieces[-1].append(char)
         else:
             pieces.append([char])
-    return {cell: _cell_text(pieces) for cell, pieces in runs.items()}
+    return {cell: _cell_text(pieces) for cell, pieces in runs.items()}, frozenset(covered)
 
 
 def _cell_text(pieces: list[list[Char]]) -> str:

@@ -275,7 +275,7 @@ def _read_page(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLines:
         log.debug("table finder failed: %s", exc)
         tables, warnings = [], ["its ruled tables could not be read; their text is kept"]
     if tables:
-        lines = _stand_in_tables(lines, tables, height)
+        lines = _stand_in_tables(lines, tables, height, text)
     return PageLines(lines, height, [table.rows for table in tables], warnings)
 
 
@@ -283,7 +283,7 @@ def _extract_lines(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -
     lines = []
     for start, end in _line_spans(text):
         visible = _fix_text(textpage, text, (start, end), index) if text[start:end].strip() else ""
-        line = Line(visible)
+        line = Line(visible, span=(start, end))
         if visible.strip():
             _place(textpage, line, text, (start, end), index)
         lines.append(line)
@@ -492,34 +492,46 @@ def _visual_order(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _Ch
         return False
 
 
-def _stand_in_tables(lines: list[Line], tables: list[Table], height: float) -> list[Line]:
-    """The page's lines with those inside a table replaced by one stand-in per table, where
-    the table's first line was."""
+def _stand_in_tables(
+    lines: list[Line], tables: list[Table], height: float, text: str
+) -> list[Line]:
+    """The page's lines with those whose characters are mostly in a table's cells replaced
+    by one stand-in per table, where the table's first line was. What a line holds outside
+    the cells (a caption or a note inside the ruled area, a column the rules do not close)
+    stays as a line of its own, so that no text is lost and none is given twice."""
     result: list[Line] = []
     placed: set[int] = set()
     for line in lines:
-        number = _table_of(line, tables, height)
-        if number is None:
+        number, inside = _table_of(line, tables)
+        if not inside:
             result.append(line)
-        elif number not in placed:
+            continue
+        if 2 * inside >= len(line.text.replace(" ", "")) and number not in placed:
             placed.add(number)
             x0, top, x1, bottom = tables[number].bbox
             result.append(
                 Line("", x0, x1, height - bottom, height - top, 1.0, placed=True, table=number)
             )
+        rest = _outside_cells(text, line.span, tables[number].covered)
+        if rest:
+            result.append(Line(rest, line.left, line.right, line.bottom, line.top, line.size))
     return result
 
 
-def _table_of(line: Line, tables: list[Table], height: float) -> int | None:
-    if not line.placed:
-        return None
-    x = (line.left + line.right) / 2
-    y = height - (line.top + line.bottom) / 2
+def _table_of(line: Line, tables: list[Table]) -> tuple[int, int]:
+    """The table holding characters of the line, and how many (0 when none does)."""
+    offsets = range(*line.span)
     for number, table in enumerate(tables):
-        x0, top, x1, bottom = table.bbox
-        if x0 <= x <= x1 and top <= y <= bottom:
-            return number
-    return None
+        inside = sum(offset in table.covered for offset in offsets)
+        if inside:
+            return number, inside
+    return 0, 0
+
+
+def _outside_cells(text: str, span: tuple[int, int], covered: frozenset[int]) -> str:
+    """The line's characters that no cell holds, runs joined with a space."""
+    kept = "".join(" " if offset in covered else text[offset] for offset in range(*span))
+    return " ".join(strip_controls(kept).split())
 
 
 # --- paragraphs (pure Python, no lock needed) -------------------------------------------
