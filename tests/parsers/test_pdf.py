@@ -248,3 +248,20 @@ def test_a_table_the_finder_cannot_read_is_a_warning_and_its_text_stays(
     assert eighth.warnings == ["page 8: its ruled tables could not be read; their text is kept"]
     assert not [b for b in eighth.blocks if b.kind is BlockKind.TABLE]
     assert any("FUNCTION_ID VARCHAR(30) ID of the function." in b.text for b in eighth.blocks)
+
+
+def test_bold_headings_take_their_section_depth_and_partly_ruled_tables_lose_nothing() -> None:
+    """A LaTeX page: bold section titles at body size (a TeX font reporting no weight), a
+    table whose outer columns the rules leave open."""
+    path = DATA / "2305.03393v1-pg9.pdf"
+    [page] = read_units(path)
+    found = [(b.level, b.text) for b in page.blocks if b.kind is BlockKind.HEADING]
+    assert found == [(2, "5.1 Hyper Parameter Optimization"), (2, "5.2 Quantitative Results")]
+    [table] = [b for b in page.blocks if b.kind is BlockKind.TABLE]
+    assert table.rows[0][1:3] == ("Language", "TEDs")
+    assert table.rows[2][1:3] == ("OTSL HTML", "0.965 0.969")
+    pdf = pdfium.PdfDocument(path)
+    raw = pdf[0].get_textpage().get_text_range().replace("\ufffe", "")
+    pdf.close()
+    ours = " ".join(b.text for b in page.blocks)
+    assert sorted(re.sub(r"[\W_]+", "", ours)) == sorted(re.sub(r"[\W_]+", "", raw))

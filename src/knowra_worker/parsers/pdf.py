@@ -86,6 +86,7 @@ _BULLET = re.compile(
 _SECTION_NUMBER = re.compile(r"(\d+(?:\.\d+)*)\.?\s+\S")
 _SOFT_HYPHEN = "\ufffe"
 _SOFT_BREAK = re.compile(r"(\w+)\ufffe(\w+)")
+_BOLD_NAME = re.compile(rb"bold|black|heavy|demi|(?:cm|sf|ec|lm)bx|medi(?!um)")
 _NOT_WORD = re.compile(r"[\W_]+")
 _GLUED_MARK = re.compile(r"[^\W\d_](?=\d)")  # a letter, then a digit
 _ALEF_LAM = re.compile("[\u0622\u0623\u0625\u0627]\u0644")
@@ -383,7 +384,8 @@ def _rects() -> tuple[Any, Any]:
 
 
 def _bold(textpage: pdfium.PdfTextPage, index: int) -> bool:
-    """A weight of 600 or more, or a font named bold (many fonts report no weight)."""
+    """A weight of 600 or more, or a font named bold (many fonts report no weight, TeX's
+    report a wrong one): `Arial-BoldMT`, `NimbusRomNo9L-Medi`, `CMBX10`, `SFBX1000`."""
     import pypdfium2.raw as pdfium_c
 
     if pdfium_c.FPDFText_GetFontWeight(textpage, index) >= _BOLD_WEIGHT:
@@ -391,7 +393,7 @@ def _bold(textpage: pdfium.PdfTextPage, index: int) -> bool:
     flags = ctypes.c_int(0)
     size = pdfium_c.FPDFText_GetFontInfo(textpage, index, _FONT_NAME, _FONT_NAME_SIZE, flags)
     name = _FONT_NAME.value.lower() if 0 < size <= _FONT_NAME_SIZE else b""
-    return b"bold" in name or b"black" in name or bool(flags.value & _FORCE_BOLD)
+    return _BOLD_NAME.search(name) is not None or bool(flags.value & _FORCE_BOLD)
 
 
 def _fix_text(
@@ -514,7 +516,8 @@ def _stand_in_tables(
             )
         rest = _outside_cells(text, line.span, tables[number].covered)
         if rest:
-            result.append(Line(rest, line.left, line.right, line.bottom, line.top, line.size))
+            box = (line.left, line.right, line.bottom, line.top, line.size, line.placed)
+            result.append(Line(rest, *box, bold=line.bold))
     return result
 
 
@@ -554,9 +557,7 @@ def _blocks(
         text = join_lines(line.text for line in paragraph)
         if not text:
             continue
-        level = _outline_level(text, outline) or _heading_level(
-            paragraph, text, body, bold_body or bool(outline)
-        )
+        level = _outline_level(text, outline) or _heading_level(paragraph, text, body, bold_body)
         kind = BlockKind.HEADING if level else BlockKind.PARAGRAPH
         blocks.append(Block(kind, text, page=page, level=level))
     return blocks
