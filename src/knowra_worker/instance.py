@@ -323,7 +323,7 @@ class Instance:
             return []
         orphans = self.store.orphans(s.requeue_queued_after_s)
         if orphans:  # at most one message waits per task: none is sent while one waits
-            waiting = self.store.waiting_task_ids(s.queues)
+            waiting = self.store.waiting_task_ids(s.queues, TASK_NAME)
             orphans = [orphan for orphan in orphans if orphan.task_id not in waiting]
         for orphan in orphans:
             why = "its lease lapsed" if orphan.lease_lapsed else "its message may be lost"

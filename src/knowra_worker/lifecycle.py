@@ -9,7 +9,8 @@
 A caller acts with pause, resume, cancel and rerun; a worker with claim (a queued task),
 take_over (a task whose worker died: its lease lapsed), commit (a checkpoint: the state stays),
 succeed, fail, stop (leave at a pause or cancel seen at a commit), yield (hand the task back:
-shutting down, or the store diverged) and retry (a transient error). `TABLE` is the only place
+shutting down, or the store diverged), retry (a transient error) and part (a worker parsing
+a page range of a split task claims it or stores what it parsed: only while the task runs). `TABLE` is the only place
 where these rules are written: the store's Lua scripts are generated from it
 (`store/scripts.py`), and tests drive every pair of it through the real scripts.
 
@@ -64,6 +65,7 @@ class Action(StrEnum):
     STOP = "stop"
     YIELD = "yield"
     RETRY = "retry"
+    PART = "part"  # a worker parsing a page range of a split task claims it or stores units
 
     @property
     def by_worker(self) -> bool:
@@ -115,6 +117,7 @@ TABLE: dict[tuple[State, Action], Rule] = {
     (R, A.FAIL): Rule(F),
     (R, A.YIELD): Rule(Q, charge=Charge.CLEAR),
     (R, A.RETRY): Rule(Q, charge=Charge.SET),
+    (R, A.PART): Rule(R),  # parts are parsed only while the task runs
     (PG, A.PAUSE): Rule(PG),
     (PG, A.RESUME): Rule(R),
     (PG, A.CANCEL): Rule(CG),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
+from knowra_worker import parts
 from knowra_worker.chunking import Chunker, ChunkerState, RawChunk
 from knowra_worker.document import Document, TextFormat, Unit
 from knowra_worker.errors import (
@@ -40,6 +42,7 @@ from knowra_worker.errors import (
 )
 from knowra_worker.lifecycle import Action, Position, State
 from knowra_worker.parsers import registry
+from knowra_worker.parts import JoinedDocument
 from knowra_worker.paths import check_readable_file, resolve_allowed
 
 if TYPE_CHECKING:  # the CLI's parse path needs neither Redis nor the settings
@@ -166,8 +169,12 @@ class TaskRunner:
         settings: Settings,
         instance_id: str,
         should_yield: Callable[[], bool] = _never,
+        enqueue_part: Callable[[str, int, str, int], None] | None = None,
     ) -> None:
+        """`enqueue_part(task_id, part, source, priority)` sends the message that makes some
+        worker parse a part of a split task; without it this worker parses every part."""
         self.store = store
+        self.enqueue_part = enqueue_part
         self.settings = settings
         self.instance_id = instance_id
         self.should_yield = should_yield
@@ -244,7 +251,32 @@ class TaskRunner:
             next_unit = int(checkpoint.get("next_unit", 0))
             own.warnings = list(checkpoint.get("warnings", []))
             own.start(doc, next_unit, int(raw["progress"]["units_total"]), restart)
-            self._parse_units(own, doc, chunker, ctx, next_unit)
+            if self._splits(doc):
+                joined = self._join(own, path, doc, next_unit, int(raw["priority"]))
+                self._parse_units(own, joined, chunker, ctx, next_unit)
+            else:
+                self._parse_units(own, doc, chunker, ctx, next_unit)
+
+    def _splits(self, doc: Document) -> bool:
+        """Whether a document is long enough to be parsed as parts by several workers."""
+        pages = self.settings.split_pages
+        return bool(pages) and doc.units_total_exact and doc.units_total > pages
+
+    def _join(
+        self, own: _Owned, path: Path, doc: Document, next_unit: int, priority: int
+    ) -> JoinedDocument:
+        """Split the task into parts (once), send a message for each part other workers may
+        take, and answer the units in page order, wherever they are parsed."""
+        spans = parts.ranges(doc.units_total, self.settings.part_pages)
+        reply, made = self.store.split(own.task_id, own.epoch, own.source, next_unit, spans)
+        own.check(reply)
+        if self.enqueue_part is not None:
+            for number, part in enumerate(made):
+                if not part.done and part.start > next_unit:
+                    self.enqueue_part(own.task_id, number, own.source, priority)
+        holder = f"{self.instance_id}:{os.getpid()}"
+        return JoinedDocument(self.store, own.task_id, path, own.source, doc, made, holder,
+                              self.settings, own.between_units)  # fmt: skip
 
     def _parse_units(
         self, own: _Owned, doc: Document, chunker: Chunker, ctx: ChunkContext, next_unit: int
@@ -254,7 +286,7 @@ class TaskRunner:
         for unit, raws in chunk_stream(doc, chunker, next_unit):
             own.warn(unit.warnings)
             batch.extend(ctx.encoded(r) for r in raws)
-            parsed, next_unit = parsed + 1, unit.index + 1
+            parsed, next_unit = parsed + _parsed_here(doc), unit.index + 1
             if chunker.state.seq > self.settings.max_chunks:
                 raise LimitExceeded(
                     f"the document makes more than {self.settings.max_chunks} "
@@ -426,6 +458,19 @@ class _Owned:
         assert reply.state is not None
         return reply.state
 
+    def between_units(self, state: State | None) -> None:
+        """While waiting for a unit another worker parses: stop for a pause, a cancel, a
+        lost task or an instance going away, as at a checkpoint."""
+        if self.lease.lost or state is None or not state.is_held:
+            raise _Stop(Outcome.LOST)
+        if state in (State.PAUSING, State.CANCELLING):
+            self._obey(state)
+        if self.runner.should_yield():
+            raise _Stop(self.leave(Action.YIELD))
+
+    def check(self, reply: Reply) -> None:
+        self._check(reply)
+
     def _check(self, reply: Reply) -> None:
         if reply.ok:
             return
@@ -444,6 +489,12 @@ class _Owned:
         if not reply.ok or reply.state is None:
             return Outcome.LOST
         return Outcome.REQUEUED if reply.state is State.QUEUED else _REACHED[reply.state]
+
+
+def _parsed_here(doc: Document) -> int:
+    """Units parsed by this worker for the last unit it fed: one, or for a split task those
+    it parsed itself (not another worker's stored units)."""
+    return doc.take_parsed_here() if isinstance(doc, JoinedDocument) else 1
 
 
 def _parts(chunks: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:

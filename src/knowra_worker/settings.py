@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     checkpoint_every_units: int = Field(
         default=1, ge=1, description="Units parsed between two checkpoints."
     )
+    split_pages: int = Field(
+        default=200,
+        ge=0,
+        description="A paginated document of more pages than this is parsed as page-range "
+        "parts by several worker processes (0: never split).",
+    )
+    part_pages: int = Field(default=100, ge=1, description="Pages of one part of a split task.")
     heartbeat_interval_s: float = Field(
         default=5.0, gt=0, description="Seconds between two renewals of a running task's lease."
     )

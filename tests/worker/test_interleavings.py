@@ -4,7 +4,8 @@ random, with the invariants checked after every step.
 Real Redis, real scripts, real TaskRunner and parsers. Hypothesis draws, at every unit a worker
 reaches, whether a caller pauses, resumes or cancels, the worker dies or meets a transient
 error, the instance asks for its tasks back, or Redis loses its last writes (the task and chunk
-hashes restored to an earlier copy); it also draws whether each worker's store calls are
+hashes restored to an earlier copy), or other workers parse the parts of a task split into
+page ranges; it also draws whether each worker's store calls are
 retried by the client (every script run twice), and between runs what callers and the
 recovery do next. Invariants, after every step:
 
@@ -21,11 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from knowra_worker import parts
 from knowra_worker.errors import SourceIOError
 from knowra_worker.lifecycle import State
+from knowra_worker.parts import PartRunner
 from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.store import TaskStore
 
@@ -66,8 +70,10 @@ class Model:
 class Worker:
     """One worker run whose unit boundaries are where Hypothesis interleaves events."""
 
-    def __init__(self, rig: Rig, data: st.DataObject, task_id: str, store: TaskStore) -> None:
+    def __init__(self, rig: Rig, data: st.DataObject, task_id: str, store: TaskStore,
+                 messages: list[tuple[str, int, str]]) -> None:  # fmt: skip
         self.rig, self.data, self.task_id, self.store = rig, data, task_id, store
+        self.messages = messages  # part messages of a split task, not yet delivered
         self.leaving = False
         self.saved: dict[str, bytes | None] = {}
         rig.hook = self.hook
@@ -89,6 +95,8 @@ class Worker:
             raise SourceIOError("the disk went away for a moment")
         elif event == "leave":
             self.leaving = True
+        elif event == "parts":
+            self._deliver_parts()
         elif event == "snapshot":
             self._snapshot()
         elif event == "rollback":
@@ -97,6 +105,36 @@ class Worker:
                     store.r.delete(key)
                 else:
                     store.r.restore(key, 0, value, replace=True)
+
+    def _deliver_parts(self) -> None:
+        """Other workers parse the parts whose messages were sent; the first of them may
+        die after its first unit (its lease then lapses)."""
+        sent, self.messages[:] = list(self.messages), []
+        dies = self.data.draw(st.booleans(), label="a part's worker dies")
+        hook, self.rig.hook = self.rig.hook, lambda index: None
+        try:
+            for number, message in enumerate(sent):
+                if number == 0 and dies:
+                    self._part_dies(message)
+                else:
+                    PartRunner(self.store, self.rig.settings, "p", lambda: False).run(*message)
+        finally:
+            self.rig.hook = hook
+
+    def _part_dies(self, message: tuple[str, int, str]) -> None:
+        seen: list[int] = []
+
+        def second_unit(index: int) -> None:
+            seen.append(index)
+            if len(seen) == 2:
+                raise Crash()
+
+        self.rig.hook = second_unit
+        try:
+            PartRunner(self.store, self.rig.settings, "p", lambda: False).run(*message)
+        except Crash:
+            self.rig.store.r.delete(self.rig.store.keys.part_lease(self.task_id, message[1]))
+        self.rig.hook = lambda index: None
 
     def _snapshot(self) -> None:
         r = self.rig.store.r
@@ -108,7 +146,11 @@ class Worker:
         return [k.task(self.task_id), k.chunks(self.task_id, gen)]
 
     def run(self) -> Outcome | None:
-        runner = TaskRunner(self.store, self.rig.settings, "w", should_yield=lambda: self.leaving)
+        runner = TaskRunner(
+            self.store, self.rig.settings, "w", should_yield=lambda: self.leaving,
+            enqueue_part=lambda task_id, part, source, _: self.messages.append(
+                (task_id, part, source)),
+        )  # fmt: skip
         try:
             return runner.run(self.task_id)
         except Crash:
@@ -145,8 +187,10 @@ def check_invariants(rig: Rig, task_id: str, expected: list[Any] | None = None) 
 def after_run(rig: Rig, data: st.DataObject, task_id: str, model: Model) -> bool:
     """What callers and the recovery do between runs; False when the test is over."""
     state = status(rig, task_id).state
-    if state.is_held:  # its worker died: the lease lapses and the recovery re-sends it
+    if state.is_held:  # its worker died: its leases lapse and the recovery re-sends it
         rig.lapse_lease(task_id)
+        for key in rig.store.r.keys(rig.store.keys.part_lease(task_id, 0)[:-1] + "*"):
+            rig.store.r.delete(key)
     elif state is State.PAUSED:
         choice = data.draw(st.sampled_from(["resume", "resume", "cancel"]), label="paused")
         rig.store.control(task_id, choice)
@@ -160,11 +204,19 @@ def after_run(rig: Rig, data: st.DataObject, task_id: str, model: Model) -> bool
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_random_interleavings_keep_every_invariant(rig: Rig, data: st.DataObject) -> None:
+def test_random_interleavings_keep_every_invariant(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, data: st.DataObject
+) -> None:
+    # parts store each unit they parse: what happens depends on the draws only, not on time
+    monkeypatch.setattr(parts, "STORE_EVERY_S", 0.0)
     rig.mid_unit = False
     rig.hook = lambda index: None
     expected = baseline(rig, DOC)
-    rig.settings = rig.settings.model_copy(update={"max_attempts": 50})
+    split = data.draw(st.booleans(), label="split into parts")
+    rig.settings = rig.settings.model_copy(update={"max_attempts": 50, "split_pages": 2,
+                                                   "part_pages": 2} if split else
+                                           {"max_attempts": 50})  # fmt: skip
+    messages: list[tuple[str, int, str]] = []
     task_id, model = rig.new_task(DOC), Model()
     retrying = RetryingStore(rig.store.r, rig.store.keys, 3600)
     for _ in range(30):
@@ -172,7 +224,7 @@ def test_random_interleavings_keep_every_invariant(rig: Rig, data: st.DataObject
         store = retrying if data.draw(st.booleans(), label="client retries") else rig.store
         before = epoch(rig, task_id)
         rig.mid_unit = data.draw(st.booleans(), label="events mid-unit")
-        outcome = Worker(rig, data, task_id, store).run()
+        outcome = Worker(rig, data, task_id, store, messages).run()
         rig.hook = lambda index: None
         if epoch(rig, task_id) > before:
             model.claimed()

@@ -32,6 +32,15 @@ class Keys:
     def chunks(self, task_id: str, gen: int) -> str:
         return f"{self.chunks_base(task_id)}:{gen}"
 
+    def parts(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}:parts"
+
+    def units(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}:units"
+
+    def part_lease(self, task_id: str, part: int) -> str:
+        return f"{self.lease(task_id)}:part:{part}"
+
     def stage(self, task_id: str) -> str:
         return f"{self.prefix}task:{task_id}:stage"
 

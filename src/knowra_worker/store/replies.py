@@ -93,6 +93,45 @@ def decode_claim(raw: str | bytes) -> Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """A page range [start, end) of a split task; `next` is the first unit not yet parsed."""
+
+    start: int
+    end: int
+    next: int
+    done: bool
+
+
+def decode_split(raw: str | bytes) -> tuple[Reply, list[Part]]:
+    data = json.loads(raw)
+    reply = Reply(Outcome(data["outcome"]), _state(data))
+    rows = data.get("parts") or []
+    return reply, [Part(int(a), int(b), int(c), bool(int(d))) for a, b, c, d in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PartClaim(Reply):
+    """PART_CLAIM's answer; with `ok` the caller parses units next..end-1 of the part."""
+
+    epoch: int = 0
+    next: int = 0
+    end: int = 0
+    file_path: str = ""
+
+
+def decode_part_claim(raw: str | bytes) -> PartClaim:
+    data = json.loads(raw)
+    return PartClaim(
+        outcome=Outcome(data["outcome"]),
+        state=_state(data),
+        epoch=int(data.get("epoch", 0)),
+        next=int(data.get("next", 0)),
+        end=int(data.get("stop", 0)),
+        file_path=str(data.get("file_path", "")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """A page of a task's readable chunks; `total` -1: another generation was asked for."""
 

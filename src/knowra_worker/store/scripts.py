@@ -3,8 +3,9 @@
 The rules of the state machine are not written here: `lifecycle.TABLE` is rendered into each
 script as a Lua table (`RULES`), and a script only asks it what an action leads to.
 
-Every script takes the same five keys: the task hash, the base name of its chunk hashes, its
-lease, the set of active (not final) task ids, and the staging hash of the unit being committed.
+Every script takes the same seven keys: the task hash, the base name of its chunk hashes, its
+lease, the set of active (not final) task ids, the staging hash of the unit being committed,
+and the parts and parsed-units hashes of a task split into page ranges.
 Chunks live in one hash per *generation* (`<base>:<gen>`): a forced re-run writes a new
 generation and publishes it only when it succeeds, so the published chunks stay readable until
 then, and stay if the re-run fails or is cancelled.
@@ -44,6 +45,7 @@ _PRELUDE = (
     _rules_table()
     + """
 local task, base, lease, active, stage = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local parts, units = KEYS[6], KEYS[7]
 local function field(name) return redis.call('HGET', task, name) end
 local function num(name) return tonumber(field(name) or '0') end
 local function chunks_key(g) return base .. ':' .. g end
@@ -85,10 +87,17 @@ local function set_ttl(ttl)
     if ttl then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
   end
 end
+-- the page-range parts of a split run, their leases and the units they parsed
+local function drop_parts()
+  local count = tonumber(redis.call('HGET', parts, 'count') or '0')
+  for k = 0, count - 1 do redis.call('DEL', lease .. ':part:' .. k) end
+  redis.call('DEL', parts, units)
+end
 -- the current run's chunks and checkpoint, unless they are the published result
 local function drop_run()
   if gen() ~= pub() then redis.call('DEL', chunks_key(gen())) end
   redis.call('DEL', stage)
+  drop_parts()
   redis.call('HSET', task, 'chunks', 0, 'checkpoint', '')
 end
 local function publish()
@@ -113,6 +122,7 @@ local function enter(to, rule, now, ttl, task_id)
     publish()
   end
   if is_final(to) then
+    drop_parts()
     redis.call('DEL', lease, stage)
     redis.call('SREM', active, task_id)
     redis.call('HSET', task, 'finished_at', now)
@@ -143,8 +153,8 @@ if redis.call('EXISTS', task) == 1 then
   return reply({outcome='conflict'})
 end
 hset_pairs(task, 5)
-redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
-redis.call('ZADD', KEYS[7], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[8], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[9], ARGV[3], ARGV[4])
 redis.call('SADD', active, ARGV[4])
 return remember('c', op, reply({outcome='created'}))
 """
@@ -295,6 +305,9 @@ for i = first_chunk, last_chunk - 1, 2 do redis.call('HSET', target, ARGV[i], AR
 for i = 13, first_chunk - 2, 2 do redis.call('HSET', task, ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', task, 'units_done', ARGV[8], 'chunks', ARGV[9])
 redis.call('HINCRBY', task, 'units_parsed', ARGV[10])
+for u = tonumber(ARGV[5]), tonumber(ARGV[8]) - 1 do  -- units parts parsed, now joined
+  redis.call('HDEL', units, tostring(u))
+end
 if done then
   if done.to == 'succeeded' then redis.call('HSET', task, 'error', '') end
   enter(done.to, done, now, ttl, task_id)
@@ -381,3 +394,108 @@ table.insert(values, 1, g)
 return values
 """
 )
+
+SPLIT = (
+    _PRELUDE
+    + """
+-- The worker running a task splits it into page-range parts, once: a later call (a resumed
+-- run) answers the parts made, unless the file changed. Parts wholly before the run's
+-- checkpoint are done from the start. ARGV: op, epoch, source, next unit, start/end pairs.
+-- Answers each part as {start, end, next, done}.
+local op = ARGV[1]
+local again = remembered('w', op)
+if again then return again end
+if field('epoch') ~= ARGV[2] then return reply({outcome='stale'}) end
+local st = field('state')
+if not st or not rule_for(st, 'commit') then return reply({outcome='stale', state=st}) end
+if redis.call('HGET', parts, 'source') ~= ARGV[3] then
+  drop_parts()
+  local n, from = 0, tonumber(ARGV[4])
+  for i = 5, #ARGV - 1, 2 do
+    local k, first, stop = tostring(n), tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+    local next_unit = math.min(math.max(first, from), stop)
+    local done = 0
+    if next_unit >= stop then done = 1 end
+    redis.call('HSET', parts, k .. ':start', first, k .. ':end', stop, k .. ':next', next_unit,
+      k .. ':epoch', 0, k .. ':done', done)
+    n = n + 1
+  end
+  redis.call('HSET', parts, 'count', n, 'source', ARGV[3])
+end
+local out = {}
+for k = 0, tonumber(redis.call('HGET', parts, 'count')) - 1 do
+  local v = redis.call('HMGET', parts, k .. ':start', k .. ':end', k .. ':next', k .. ':done')
+  out[#out + 1] = {tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])}
+end
+return remember('w', op, reply({outcome='ok', state=st, parts=out}))
+"""
+)
+
+PART_CLAIM = (
+    _PRELUDE
+    + """
+-- A worker takes part k of a split task to parse (only while the task runs, the part not done
+-- nor held by a live worker). KEYS[8]: the part's lease. ARGV: op, k, holder, lease_ms, source.
+local op, k = ARGV[1], ARGV[2]
+local again = remembered('p' .. k, op)
+if again then return again end
+local st = field('state')
+if not st then return reply({outcome='missing'}) end
+if not rule_for(st, 'part') then return reply({outcome='refused', state=st}) end
+if redis.call('HGET', parts, 'source') ~= ARGV[5] or
+    redis.call('HEXISTS', parts, k .. ':start') == 0 then
+  return reply({outcome='stale', state=st})  -- another file, or parts made anew since
+end
+if redis.call('HGET', parts, k .. ':done') == '1' then return reply({outcome='skip', state=st}) end
+if redis.call('EXISTS', KEYS[8]) == 1 then return reply({outcome='busy', state=st}) end
+local epoch = redis.call('HINCRBY', parts, k .. ':epoch', 1)
+redis.call('SET', KEYS[8], ARGV[3], 'PX', ARGV[4])
+local v = redis.call('HMGET', parts, k .. ':next', k .. ':end')
+return remember('p' .. k, op, reply({outcome='ok', state=st, epoch=epoch,
+  next=tonumber(v[1]), stop=tonumber(v[2]), file_path=field('file_path')}))
+"""
+)
+
+PART_STORE = (
+    _PRELUDE
+    + """
+-- Units a part's worker parsed, in order from the part's next unit; the part is done after
+-- its last unit, or when its holder says it is (the task's own worker, which parsed the
+-- rest itself). KEYS[8]: the part's lease. ARGV: op, k, epoch, holder, lease_ms, finished
+-- ('1' or ''), unit/JSON pairs...
+local op, k = ARGV[1], ARGV[2]
+local again = remembered('p' .. k, op)
+if again then return again end
+local st = field('state')
+if not st or not rule_for(st, 'part') then return reply({outcome='refused', state=st}) end
+if redis.call('HGET', parts, k .. ':epoch') ~= ARGV[3] then
+  return reply({outcome='stale', state=st})
+end
+local expect = tonumber(redis.call('HGET', parts, k .. ':next'))
+local stop = tonumber(redis.call('HGET', parts, k .. ':end'))
+for i = 7, #ARGV - 1, 2 do
+  if tonumber(ARGV[i]) ~= expect or expect >= stop then
+    return reply({outcome='invalid', state=st})
+  end
+  expect = expect + 1
+end
+hset_pairs(units, 7)
+redis.call('HSET', parts, k .. ':next', expect)
+redis.call('HINCRBY', task, 'units_parsed', (#ARGV - 6) / 2)
+if expect >= stop or ARGV[6] == '1' then
+  redis.call('HSET', parts, k .. ':done', 1)
+  redis.call('DEL', KEYS[8])
+else
+  redis.call('SET', KEYS[8], ARGV[4], 'PX', ARGV[5])
+end
+return remember('p' .. k, op, reply({outcome='ok', state=st}))
+"""
+)
+
+PART_RENEW = """
+-- KEYS: a part's lease; ARGV: holder, lease_ms (0: give the part up at once). Renews (or
+-- drops) it while the holder still has it.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""

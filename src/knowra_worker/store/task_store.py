@@ -34,7 +34,7 @@ from knowra_worker.lifecycle import Action, Position, State
 from knowra_worker.models import ErrorInfo, Progress, StartTaskRequest, TaskStatus
 from knowra_worker.store import replies, scripts
 from knowra_worker.store.keys import Keys
-from knowra_worker.store.replies import Claim, Outcome, Page, Reply
+from knowra_worker.store.replies import Claim, Outcome, Page, Part, PartClaim, Reply
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -108,6 +108,7 @@ class TaskStore:
             name: client.register_script(getattr(scripts, name))
             for name in (
                 "CREATE", "CLAIM", "STAGE", "COMMIT", "RENEW", "SETTLE", "CONTROL", "READ_CHUNKS",
+                "SPLIT", "PART_CLAIM", "PART_STORE", "PART_RENEW",
             )
         }  # fmt: skip
 
@@ -131,7 +132,7 @@ class TaskStore:
     def _task_keys(self, task_id: str) -> list[str]:
         k = self.keys
         return [k.task(task_id), k.chunks_base(task_id), k.lease(task_id), k.active,
-                k.stage(task_id)]  # fmt: skip
+                k.stage(task_id), k.parts(task_id), k.units(task_id)]  # fmt: skip
 
     def _run(
         self, script: str, task_id: str, args: list[Any], extra_keys: tuple[str, ...] = ()
@@ -330,6 +331,68 @@ class TaskStore:
                 *_pairs(fields or {})]  # fmt: skip
         return replies.decode(self._run("SETTLE", task_id, args))
 
+    # -- a task split into page-range parts -----------------------------------------------
+
+    @_store_errors
+    def split(
+        self, task_id: str, epoch: int, source: str, next_unit: int, ranges: list[tuple[int, int]]
+    ) -> tuple[Reply, list[Part]]:
+        """Split the task into `ranges` (once; a later call answers the parts made, unless
+        the file's signature `source` changed)."""
+        flat = [x for first, stop in ranges for x in (first, stop)]
+        args = [self._op(), epoch, source, next_unit, *flat]
+        return replies.decode_split(self._run("SPLIT", task_id, args))
+
+    @_store_errors
+    def claim_part(
+        self, task_id: str, part: int, holder: str, lease_ms: int, source: str
+    ) -> PartClaim:
+        args = [self._op(), part, holder, lease_ms, source]
+        lease = self.keys.part_lease(task_id, part)
+        return replies.decode_part_claim(self._run("PART_CLAIM", task_id, args, (lease,)))
+
+    @_store_errors
+    def store_units(
+        self,
+        task_id: str,
+        part: int,
+        epoch: int,
+        holder: str,
+        lease_ms: int,
+        units: list[tuple[int, str]],
+        finished: bool = False,
+    ) -> Reply:
+        """Units parsed by a part's worker, in order; `finished`: the part needs no more."""
+        args = [self._op(), part, epoch, holder, lease_ms, "1" if finished else "",
+                *_chunk_pairs(units)]  # fmt: skip
+        lease = self.keys.part_lease(task_id, part)
+        return replies.decode(self._run("PART_STORE", task_id, args, (lease,)))
+
+    @_store_errors
+    def renew_part(self, task_id: str, part: int, holder: str, lease_ms: int) -> bool:
+        """Renew the part's lease while `holder` has it; lease_ms 0 gives the part up (so
+        that another worker may take it at once rather than after the lease)."""
+        keys = [self.keys.part_lease(task_id, part)]
+        return bool(self._call("PART_RENEW", keys, [holder, lease_ms]))
+
+    @_store_errors
+    def parsed_units(self, task_id: str, first: int, count: int) -> list[str | None]:
+        """The stored units first..first+count-1 (None where not parsed yet)."""
+        fields = [str(u) for u in range(first, first + count)]
+        return [
+            None if v is None else str(v) for v in self.r.hmget(self.keys.units(task_id), fields)
+        ]
+
+    @_store_errors
+    def part_progress(self, task_id: str, part: int) -> tuple[State | None, bool, bool]:
+        """(the task's state, whether part is done, whether a live worker holds it)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(self.keys.task(task_id), "state")
+        pipe.hget(self.keys.parts(task_id), f"{part}:done")
+        pipe.exists(self.keys.part_lease(task_id, part))
+        state, done, held = pipe.execute()
+        return (State(state) if state else None), done == "1", bool(held)
+
     # -- recovery -------------------------------------------------------------------------
 
     @_store_errors
@@ -357,14 +420,15 @@ class TaskStore:
         return out
 
     @_store_errors
-    def waiting_task_ids(self, queues: Iterable[str]) -> set[str]:
-        """Ids of the tasks that have a message waiting in one of Celery's queues (messages
-        a worker has taken but not acknowledged are not counted: their worker may be dead)."""
+    def waiting_task_ids(self, queues: Iterable[str], message: str) -> set[str]:
+        """Ids of the tasks that have a `message` (a Celery task name) waiting in one of
+        Celery's queues (messages a worker has taken but not acknowledged are not counted:
+        their worker may be dead)."""
         found: set[str] = set()
         for queue in queues:
             for key in self.keys.celery_queue_lists(queue):
                 for raw in self._list_items(key):
-                    task_id = _message_task_id(raw)
+                    task_id = _message_task_id(raw, message)
                     if task_id:
                         found.add(task_id)
         return found
@@ -458,10 +522,13 @@ class TaskStore:
         pipe.execute()
 
 
-def _message_task_id(raw: str) -> str | None:
-    """The task id a Celery message carries (its first argument), from its headers."""
+def _message_task_id(raw: str, message: str) -> str | None:
+    """The task id a Celery `message` carries (its first argument), from its headers."""
     try:
-        args = ast.literal_eval(json.loads(raw)["headers"]["argsrepr"])
+        headers = json.loads(raw)["headers"]
+        if headers.get("task") != message:
+            return None
+        args = ast.literal_eval(headers["argsrepr"])
     except (ValueError, KeyError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
     if isinstance(args, list | tuple) and args and isinstance(args[0], str):

@@ -12,6 +12,7 @@ from celery import Celery
 from knowra_worker.settings import Settings, get_settings
 
 TASK_NAME = "knowra.parse_document"
+PART_TASK_NAME = "knowra.parse_part"
 
 
 def create_celery(settings: Settings, broker_url: str | None = None) -> Celery:

@@ -20,11 +20,12 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from knowra_worker import callbacks
 from knowra_worker.errors import KnowraError
 from knowra_worker.parsers import registry
+from knowra_worker.parts import PartRunner
 from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.procs import die_with_parent, pid_alive
 from knowra_worker.settings import get_settings
 from knowra_worker.store import Keys, TaskStore
-from knowra_worker.worker.celery_app import TASK_NAME, app
+from knowra_worker.worker.celery_app import PART_TASK_NAME, TASK_NAME, app
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,22 @@ def instance_id() -> str:
 
 @lru_cache(maxsize=1)
 def runner() -> TaskRunner:
-    return TaskRunner(_main_store(), get_settings(), instance_id(), should_yield=_instance_gone)
+    return TaskRunner(
+        _main_store(), get_settings(), instance_id(), should_yield=_instance_gone,
+        enqueue_part=_enqueue_part,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def part_runner() -> PartRunner:
+    return PartRunner(runner().store, get_settings(), instance_id(), should_yield=_instance_gone)
+
+
+def _enqueue_part(task_id: str, part: int, source: str, priority: int) -> None:
+    """The message that makes some worker, of any instance, parse one part of a split task."""
+    parse_part.apply_async(
+        args=[task_id, part, source], queue=get_settings().queues[0], priority=9 - priority
+    )
 
 
 def _instance_gone() -> bool:
@@ -55,6 +71,7 @@ def _init_pool_process(**_: object) -> None:
     open; then say so (the instance reports ready once every pool process has)."""
     die_with_parent(signal.SIGKILL)
     runner.cache_clear()
+    part_runner.cache_clear()
     run = runner()
     registry.preload()
     run.store.ping()
@@ -105,6 +122,13 @@ def parse_document(self: Task, task_id: str) -> str:
 
 
 FINAL_OUTCOMES = {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED}
+
+
+@app.task(name=PART_TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def parse_part(task_id: str, part: int, source: str) -> str:
+    """Parse one page range of a split task; what it does not finish, the task's own worker
+    takes over, so a lost or failed part message costs time, never chunks."""
+    return part_runner().run(task_id, part, source)
 
 
 def notify(store: TaskStore, task_id: str, url: str) -> None:

@@ -1,0 +1,274 @@
+"""A long paginated document parsed as page-range parts by several worker processes.
+
+The worker that claims such a task (the *joiner*) splits it into parts of
+`KNOWRA_PART_PAGES` pages (store: SPLIT), sends one message per part, and then feeds its
+chunker every unit in page order: a unit a part's worker has parsed and stored, or, when the
+unit's part is held by nobody (not started yet, or its worker died), units it parses itself
+(taking the part over). The chunker therefore sees exactly the unit sequence of an unsplit
+run, so the chunks are identical to an unsplit run's (seq, text, metadata, ids), whichever
+process parsed which page; chunking, checkpoints, pause, cancel and crash recovery of the
+task are the joiner's and work as for any task. A part's worker stores units only while the
+task runs: a pause, a cancel or a stopped instance stops it at its next store, and the part
+goes on from its own checkpoint (its next unit) when the task runs again.
+
+Memory stays bounded: stored units are deleted as the joiner commits them, and the document
+is opened afresh for each part (pdfium keeps per-document state that grows with the pages
+loaded; reopening bounds it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from knowra_worker.document import Block, BlockKind, Unit
+from knowra_worker.errors import KnowraError, PermanentError, SourceIOError, TransientError
+from knowra_worker.lifecycle import State
+from knowra_worker.parsers import registry
+
+if TYPE_CHECKING:
+    from knowra_worker.settings import Settings
+    from knowra_worker.store import TaskStore
+    from knowra_worker.store.replies import Part
+
+log = logging.getLogger(__name__)
+
+_BLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Block))
+STORE_EVERY_S = 0.5  # a part's worker stores what it parsed at least this often
+_WAIT_S = (0.005, 0.1)  # the joiner's first and longest wait for a unit another worker parses
+
+
+def ranges(total: int, part_pages: int) -> list[tuple[int, int]]:
+    """[start, end) unit ranges of at most part_pages units covering 0..total-1."""
+    return [(first, min(first + part_pages, total)) for first in range(0, total, part_pages)]
+
+
+def encode_unit(unit: Unit) -> str:
+    blocks = [[_plain(getattr(block, name)) for name in _BLOCK_FIELDS] for block in unit.blocks]
+    return json.dumps({"b": blocks, "w": unit.warnings}, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_error(exc: KnowraError) -> str:
+    """A unit a part's worker could not read: the joiner fails the task with it there."""
+    return json.dumps({"error": exc.to_dict(), "class": type(exc).__name__})
+
+
+def decode_unit(index: int, raw: str) -> Unit:
+    data = json.loads(raw)
+    if "error" in data:
+        raise _error(data)
+    blocks = [_block(dict(zip(_BLOCK_FIELDS, values, strict=True))) for values in data["b"]]
+    return Unit(index, blocks, list(data["w"]))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _block(values: dict[str, Any]) -> Block:
+    values["kind"] = BlockKind(values["kind"])
+    values["rows"] = tuple(tuple(row) for row in values.get("rows") or ())
+    return Block(**values)
+
+
+def _error(data: dict[str, Any]) -> KnowraError:
+    from knowra_worker import errors
+
+    cls = getattr(errors, data.get("class", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, PermanentError)):
+        cls = errors.CorruptFile
+    return cls(str(data["error"].get("message", "unreadable page")))
+
+
+class JoinedDocument:
+    """The units of a split task in page order, from the parts' workers or parsed here.
+
+    `between_units(state)` is called while waiting for another worker: it stops the run (by
+    raising) when the task is to pause, cancel or be handed back.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        task_id: str,
+        path: Path,
+        source: str,
+        shape: Any,
+        parts: list[Part],
+        holder: str,
+        settings: Settings,
+        between_units: Callable[[State | None], None],
+    ) -> None:
+        self.store, self.task_id, self.path, self.source = store, task_id, path, source
+        self.mime_type, self.unit_name = shape.mime_type, shape.unit_name
+        self.units_total, self.units_total_exact = shape.units_total, True
+        self.parts, self.holder, self.settings = parts, holder, settings
+        self.between_units = between_units
+        self.lease_ms = int(settings.lease_ttl_s * 1000)
+        self.parsed_here = 0  # units this worker parsed itself (not taken from a part's)
+
+    def take_parsed_here(self) -> int:
+        count, self.parsed_here = self.parsed_here, 0
+        return count
+
+    def units(self, start: int = 0) -> Iterator[Unit]:
+        index, waited = start, 0
+        while index < self.units_total:
+            stored = self.store.parsed_units(self.task_id, index, 8)
+            if stored[0] is not None:
+                for raw in stored:
+                    if raw is None:
+                        break
+                    yield decode_unit(index, raw)
+                    index += 1
+                waited = 0
+                continue
+            parsed = yield from self._parse_here(index)
+            if parsed:
+                index, waited = parsed, 0
+                continue
+            waited += 1
+            time.sleep(min(_WAIT_S[0] * 2**waited, _WAIT_S[1]))
+
+    def _part_of(self, index: int) -> tuple[int, Part]:
+        for number, part in enumerate(self.parts):
+            if part.start <= index < part.end:
+                return number, part
+        raise IndexError(index)
+
+    def _parse_here(self, index: int) -> Generator[Unit, None, int]:
+        """Parse the rest of `index`'s part here if no live worker holds it; the next index
+        (0 when another worker does: the caller waits)."""
+        number, part = self._part_of(index)
+        state, done, held = self.store.part_progress(self.task_id, number)
+        self.between_units(state)
+        if held and not done:
+            return 0
+        epoch = 0
+        if not done:
+            claim = self.store.claim_part(
+                self.task_id, number, self.holder, self.lease_ms, self.source
+            )
+            if claim.outcome.value == "busy":
+                return 0
+            epoch = claim.epoch if claim.ok else 0
+        yield from self._parse_range(index, part.end, number if epoch else None)
+        if epoch:  # done: no other worker parses this part again
+            self.store.store_units(
+                self.task_id, number, epoch, self.holder, self.lease_ms, [], finished=True
+            )
+        return part.end
+
+    def _parse_range(self, first: int, end: int, held: int | None) -> Iterator[Unit]:
+        renewed, finished = time.monotonic(), False
+        try:
+            with registry.open_document(self.path) as doc:
+                for unit in doc.units(first):
+                    if unit.index >= end:
+                        break
+                    self.parsed_here += 1
+                    yield unit
+                    if held is not None and time.monotonic() - renewed > 1.0:
+                        self.store.renew_part(self.task_id, held, self.holder, self.lease_ms)
+                        renewed = time.monotonic()
+            finished = True
+        finally:
+            if held is not None and not finished:  # stopped early: give the part up
+                with contextlib.suppress(KnowraError):
+                    self.store.renew_part(self.task_id, held, self.holder, 0)
+
+    def close(self) -> None:
+        """Nothing to release: each part's document is closed when the part is done."""
+
+    def __enter__(self) -> JoinedDocument:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PartRunner:
+    """Parses one part of a split task for its message: the units next..end-1, stored as it
+    goes; stops at once when the task does not run (paused, cancelled, handed back) or the
+    part was taken over."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        settings: Settings,
+        instance_id: str,
+        should_yield: Callable[[], bool],
+    ) -> None:
+        self.store, self.settings, self.should_yield = store, settings, should_yield
+        self.holder = f"{instance_id}:{os.getpid()}"
+        self.lease_ms = int(settings.lease_ttl_s * 1000)
+        self.source = ""
+
+    def run(self, task_id: str, number: int, source: str) -> str:
+        self.source = source
+        claim = self.store.claim_part(task_id, number, self.holder, self.lease_ms, source)
+        if not claim.ok:
+            return claim.outcome.value
+        outcome = "stopped"
+        try:
+            outcome = self._parse(task_id, number, claim.epoch, claim.next, claim.end,
+                                  Path(claim.file_path))  # fmt: skip
+        except TransientError as exc:
+            log.warning("task %s part %d: stopped by %s; it will be taken over", task_id,
+                        number, exc.message)  # fmt: skip
+        finally:
+            if outcome != "done":  # give the part up: whoever needs it takes it at once
+                with contextlib.suppress(KnowraError):
+                    self.store.renew_part(task_id, number, self.holder, 0)
+        return outcome
+
+    def _parse(self, task_id: str, number: int, epoch: int, first: int, end: int,
+               path: Path) -> str:  # fmt: skip
+        from knowra_worker.paths import resolve_allowed
+
+        path = resolve_allowed(str(path), self.settings.allowed_roots)
+        if signature(path) != self.source:
+            return "stale"  # the file changed: the task's own worker starts over
+        batch: list[tuple[int, str]] = []
+        next_index, last_store = first, time.monotonic()
+        try:
+            with registry.open_document(path) as doc:
+                for unit in doc.units(first):
+                    if unit.index >= end:
+                        break
+                    batch.append((unit.index, encode_unit(unit)))
+                    next_index = unit.index + 1
+                    if time.monotonic() - last_store >= STORE_EVERY_S or self.should_yield():
+                        if not self._store(task_id, number, epoch, batch):
+                            return "stopped"
+                        batch, last_store = [], time.monotonic()
+        except PermanentError as exc:  # this page is unreadable: the task fails there
+            batch.append((next_index, encode_error(exc)))
+        return "done" if self._store(task_id, number, epoch, batch) else "stopped"
+
+    def _store(self, task_id: str, number: int, epoch: int, batch: list[tuple[int, str]]) -> bool:
+        if not batch:
+            return True
+        reply = self.store.store_units(task_id, number, epoch, self.holder, self.lease_ms, batch)
+        if not reply.ok:
+            log.info("task %s part %d: stopping (%s, task %s)", task_id, number,
+                     reply.outcome, reply.state)  # fmt: skip
+        return reply.ok
+
+
+def signature(path: Path) -> str:
+    """Size and modification time of the file: parts must parse the file the task does."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SourceIOError(f"cannot read the file: {exc.strerror}") from exc
+    return f"{st.st_size}:{st.st_mtime_ns}"

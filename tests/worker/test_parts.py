@@ -1,0 +1,163 @@
+"""A long document split into page-range parts: whatever worker parses which part, and
+whatever pauses, crashes and cancels come in between, the joined chunks are exactly those of
+an unsplit run. Real Redis, real parsers, real TaskRunner and PartRunner; the parts' workers
+run where the test says (inside the hook at a unit of the task's own worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from knowra_worker import parts
+from knowra_worker.errors import CorruptFile
+from knowra_worker.lifecycle import State
+from knowra_worker.parts import PartRunner
+from knowra_worker.pipeline import Outcome, TaskRunner
+
+from .conftest import Crash, Rig, baseline, normalize, status
+
+DOC, PAGES = "multi-column.pdf", 13
+
+
+class Split:
+    """The rig set to split DOC into parts of 3 pages, with a record of the part messages
+    the task's worker sends, and part workers to run them."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.expected = baseline(rig, DOC)  # unsplit
+        rig.settings = rig.settings.model_copy(update={"split_pages": 4, "part_pages": 3})
+        self.messages: list[tuple[str, int, str]] = []
+        self.task_id = rig.new_task(DOC)
+
+    def joiner(self) -> TaskRunner:
+        def enqueue(task_id: str, part: int, source: str, priority: int) -> None:
+            self.messages.append((task_id, part, source))
+
+        return TaskRunner(self.rig.store, self.rig.settings, "w1", enqueue_part=enqueue)
+
+    def run_parts(self, instance: str = "w2") -> list[str]:
+        """Each part message sent so far, run by a part worker (as a queue would deliver)."""
+        worker = PartRunner(self.rig.store, self.rig.settings, instance, lambda: False)
+        sent, self.messages = self.messages, []
+        return [worker.run(*message) for message in sent]
+
+    def check(self) -> Any:
+        final = status(self.rig, self.task_id)
+        assert final.state is State.SUCCEEDED, final
+        assert normalize(self.rig.chunks(self.task_id), self.task_id) == self.expected
+        k = self.rig.store.keys
+        assert not self.rig.store.r.exists(k.parts(self.task_id), k.units(self.task_id))
+        return final
+
+
+@pytest.fixture
+def split(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Iterator[Split]:
+    monkeypatch.setattr(parts, "STORE_EVERY_S", 0.0)  # parts store every unit they parse
+    yield Split(rig)
+
+
+def once(action: Any) -> Any:
+    done: list[bool] = []
+
+    def hook(index: int) -> None:
+        if not done:
+            done.append(True)
+            action(index)
+
+    return hook
+
+
+def test_a_split_task_its_worker_parses_alone_gives_the_unsplit_chunks(split: Split) -> None:
+    assert split.joiner().run(split.task_id) is Outcome.SUCCEEDED
+    assert [part for _, part, _ in split.messages] == [1, 2, 3, 4]  # nobody took them
+    assert split.check().units_parsed == PAGES
+    assert split.run_parts() == ["refused"] * 4  # late messages: the task is over
+
+
+def test_parts_parsed_by_other_workers_are_joined_in_page_order(split: Split) -> None:
+    outcomes: list[str] = []
+    split.rig.hook = once(lambda index: outcomes.extend(split.run_parts()))
+    assert split.joiner().run(split.task_id) is Outcome.SUCCEEDED
+    assert outcomes == ["done"] * 4
+    assert split.check().units_parsed == PAGES  # every page parsed exactly once
+
+
+def test_a_pause_stops_the_parts_and_a_resume_goes_on(split: Split) -> None:
+    rig = split.rig
+
+    def hook(index: int) -> None:
+        if index == 1:
+            rig.store.control(split.task_id, "pause")
+            assert split.run_parts() == ["refused"] * 4  # pausing: parts wait
+
+    rig.hook = hook
+    assert split.joiner().run(split.task_id) is Outcome.PAUSED
+    assert status(rig, split.task_id).state is State.PAUSED
+    rig.store.control(split.task_id, "resume")
+    rig.hook = once(lambda index: split.run_parts())
+    assert split.joiner().run(split.task_id) is Outcome.SUCCEEDED
+    assert split.check().units_parsed == PAGES
+
+
+def test_a_part_whose_worker_died_is_taken_over_from_its_last_unit(split: Split) -> None:
+    rig = split.rig
+    killed: list[int] = []
+
+    def crash_in_a_part(index: int) -> None:
+        if index == 7 and not killed:  # in part 2 (pages 7-9), its first page stored
+            killed.append(index)
+            raise Crash()
+
+    def joiner_hook(index: int) -> None:
+        if index == 0:
+            rig.hook = crash_in_a_part
+            with pytest.raises(Crash):
+                split.run_parts()
+            rig.hook = lambda i: None
+            rig.store.r.delete(rig.store.keys.part_lease(split.task_id, 2))  # lease lapses
+            split.run_parts()  # the messages after the dead one
+
+    rig.hook = joiner_hook
+    assert split.joiner().run(split.task_id) is Outcome.SUCCEEDED
+    final = split.check()
+    assert final.units_parsed == PAGES  # page 7 was never stored: parsed once, by the joiner
+
+
+def test_a_cancel_drops_the_parts_and_what_they_parsed(split: Split) -> None:
+    rig = split.rig
+
+    def hook(index: int) -> None:
+        if index == 0:
+            split.run_parts()
+        if index == 1:
+            rig.store.control(split.task_id, "cancel")
+
+    rig.hook = hook
+    assert split.joiner().run(split.task_id) is Outcome.CANCELLED
+    k = rig.store.keys
+    assert not rig.store.r.exists(k.parts(split.task_id), k.units(split.task_id))
+    assert rig.chunks(split.task_id) == []
+
+
+def test_a_page_a_part_cannot_read_fails_the_task_there(split: Split) -> None:
+    rig = split.rig
+
+    def broken(index: int) -> None:
+        if index == 10:
+            raise CorruptFile("page 11 is damaged")
+
+    def joiner_hook(index: int) -> None:
+        if index == 0:
+            rig.hook = broken
+            split.run_parts()
+            rig.hook = lambda i: None
+
+    rig.hook = joiner_hook
+    assert split.joiner().run(split.task_id) is Outcome.FAILED
+    final = status(rig, split.task_id)
+    assert final.error is not None and final.error.code == "CORRUPT_FILE"
+    assert "page 11 is damaged" in final.error.message
+    assert final.progress.units_done == 10  # every page before it was joined
