@@ -10,9 +10,10 @@ A caller acts with pause, resume, cancel and rerun; a worker with claim (a queue
 take_over (a task whose worker died: its lease lapsed), commit (a checkpoint: the state stays),
 succeed, fail, stop (leave at a pause or cancel seen at a commit), yield (hand the task back:
 shutting down, or the store diverged), retry (a transient error) and part (a worker parsing
-a page range of a split task claims it or stores what it parsed: only while the task runs). `TABLE` is the only place
-where these rules are written: the store's Lua scripts are generated from it
-(`store/scripts.py`), and tests drive every pair of it through the real scripts.
+a page range of a split task claims it or stores what it parsed: only while the task runs).
+`TABLE` is the only place where these rules are written: the store's Lua scripts are
+generated from it (`store/scripts.py`), and tests drive every pair of it through the real
+scripts.
 
 Attempts count only deaths and transient errors. A task carries a *charge* flag: set while a
 worker runs it and by retry, cleared by a clean stop (pause, hand-back). A claim or take-over
