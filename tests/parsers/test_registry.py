@@ -4,6 +4,7 @@ clashes, plugs in with one declaration, and is listed without loading a parsing 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import subprocess
 import sys
@@ -164,3 +165,29 @@ def test_a_plug_in_can_take_over_a_built_in_format() -> None:
 def test_the_formats_the_product_promises_are_declared() -> None:
     promised = {"pdf", "docx", "pptx", "xlsx", "html", "md", "txt", "csv"}  # as the README says
     assert promised <= set(registry.supported_formats())
+
+
+def test_preload_imports_what_every_parser_names_and_nothing_is_left_for_the_first_task(
+) -> None:  # fmt: skip
+    """A worker process warms up with registry.preload(): afterwards opening a document of
+    each kind imports no further parsing library."""
+    script = (
+        "import sys, json\n"
+        "from knowra_worker.parsers import registry\n"
+        "loaded = registry.preload()\n"
+        "before = set(sys.modules)\n"
+        "from pathlib import Path\n"
+        f"for name in {['multi_page.pdf', 'word_sample.docx', 'powerpoint_sample.pptx', 'xlsx_01.xlsx', 'example_03.html', 'mixed.md']!r}:\n"  # noqa: E501
+        f"    with registry.open_document(Path({str(DATA)!r}) / name) as doc:\n"
+        "        list(doc.units())\n"
+        "heavy = ('pypdfium2', 'docx', 'pptx', 'openpyxl', 'lxml', 'selectolax', 'markdown_it')\n"
+        "late = sorted(m for m in set(sys.modules) - before if m.split('.')[0] in heavy)\n"
+        "print(json.dumps([loaded, late]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    loaded, late = json.loads(run.stdout.strip().splitlines()[-1])
+    assert {"pypdfium2", "docx", "pptx", "openpyxl", "selectolax.lexbor", "markdown_it"} <= set(
+        loaded
+    )
+    assert late == [], f"imported on the first documents: {late}"

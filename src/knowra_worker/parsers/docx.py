@@ -671,6 +671,8 @@ def _cell_text(cell: Any, depth: int) -> str:
     return collapse_spaces(" ".join(parts))
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("docx", "lxml.etree")
 FORMATS = (
     Format("docx", DOCX, (".docx",), Content.PACKAGE, DocxDocument),
     Format("docm", DOCM, (".docm",), Content.PACKAGE, DocxDocument),

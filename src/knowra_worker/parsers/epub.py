@@ -193,4 +193,6 @@ def _refuse_encrypted(archive: zipfile.ZipFile, spine: list[str]) -> None:
         )
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("lxml.etree", "selectolax.lexbor")
 FORMATS = (Format("epub", EPUB, (".epub",), Content.PACKAGE, EpubDocument),)

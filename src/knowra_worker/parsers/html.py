@@ -348,4 +348,6 @@ def _row_cells(row: LexborNode) -> list[str]:
     return [_finish(node_text(cell)) for cell in visible]
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("selectolax.lexbor",)
 FORMATS = (Format("html", HTML, (".html", ".htm", ".xhtml"), Content.TEXT, HtmlDocument),)

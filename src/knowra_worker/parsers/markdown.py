@@ -269,4 +269,6 @@ def _table_rows(tokens: Sequence[Token]) -> list[list[str]]:
     return rows
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("markdown_it", "selectolax.lexbor")
 FORMATS = (Format("md", MARKDOWN, (".md", ".markdown"), Content.TEXT, MarkdownDocument),)

@@ -636,6 +636,8 @@ def _sheet_heading(table: Any) -> Block:
     return Block(BlockKind.HEADING, name or "Sheet", level=1)
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("lxml.etree",)
 FORMATS = (
     Format("odt", ODT, (".odt", ".ott"), Content.PACKAGE, OdtDocument),
     Format("ods", ODS, (".ods", ".ots"), Content.PACKAGE, OdsDocument),

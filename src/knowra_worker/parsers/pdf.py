@@ -714,4 +714,6 @@ def _wordy(text: str) -> bool:
     return sum(c.isalpha() for c in visible) >= 0.6 * len(visible)
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("pypdfium2", "pypdfium2.raw", "pdfplumber.table")
 FORMATS = (Format("pdf", PDF, (".pdf",), Content.BINARY, PdfDocument),)

@@ -359,6 +359,8 @@ def _one_line(text: str) -> str:
     return " ".join(strip_controls(text.replace("\v", " ")).split())
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("pptx", "pptx.enum.shapes", "pptx.shapes.shapetree", "lxml.etree")
 FORMATS = (
     Format("pptx", PPTX, (".pptx",), Content.PACKAGE, PptxDocument),
     Format("pptm", PPTM, (".pptm",), Content.PACKAGE, PptxDocument),

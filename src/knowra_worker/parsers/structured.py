@@ -182,6 +182,8 @@ def _drop_read_siblings(element: Any) -> None:
         parent.remove(previous)
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("lxml.etree",)
 FORMATS = (
     Format("json", JSON, (".json",), Content.TEXT, JsonDocument),
     Format("xml", XML, (".xml",), Content.TEXT, XmlDocument),

@@ -246,6 +246,8 @@ def cell_text(value: Any) -> str:
     return " ".join(str(value).split())
 
 
+# imported when a worker process starts (registry.preload), not on import
+PRELOAD = ("openpyxl", "lxml.etree")
 FORMATS = (
     Format("xlsx", XLSX, (".xlsx",), Content.PACKAGE, XlsxDocument),
     Format("xlsm", XLSM, (".xlsm",), Content.PACKAGE, XlsxDocument),
