@@ -283,3 +283,16 @@ def test_the_environment_overrides_a_dotenv_file(
     assert (values["KNOWRA_OCR_DPI"], values["KNOWRA_OCR_THREADS"]) == ("222", "1")
     assert "OTHER" not in values
     assert OcrConfig.from_env(values).dpi == 222
+
+
+def test_a_blank_page_is_not_read_by_ocr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Page 17 of redp5110_sampled.pdf draws nothing (no text, no image): it is an empty
+    unit, and no OCR engine is loaded for it."""
+    from knowra_worker.parsers import pdf
+
+    def no_ocr(*args: object) -> None:
+        raise AssertionError("a blank page was sent to OCR")
+
+    monkeypatch.setattr(pdf, "ocr_page", no_ocr)
+    units = read_units(DATA / "redp5110_sampled.pdf")
+    assert units[16].blocks == [] and len(units) == 18

@@ -133,7 +133,7 @@ class PdfDocument(BaseDocument):
         for index in range(max(0, start), self.units_total):
             page = self._page_lines(index)  # the lines of the page as extracted
             reason = needs_ocr(page)  # no usable text layer (a scan): read it by OCR
-            if reason:
+            if reason and (page.lines or self._has_images(index)):  # not a blank page
                 yield ocr_page(self._pdf, index, reason, PDFIUM_LOCK)
                 continue
             warnings = [f"page {index + 1}: {warning}" for warning in page.warnings]
@@ -148,6 +148,21 @@ class PdfDocument(BaseDocument):
     def _blocks(self, page: PageLines, index: int) -> list[Block]:
         lines = reading_order(drop_edges(page, self._edges))
         return _blocks(lines, page.tables or [], index + 1, self._outline.get(index, ()))
+
+    def _has_images(self, index: int) -> bool:
+        """Whether the page draws an image: a page without text, images or anything to read
+        is blank, and is not worth loading the OCR engine for."""
+        import pypdfium2.raw as pdfium_c
+
+        if self._pdf is None:
+            raise RuntimeError("the document is closed")
+        with PDFIUM_LOCK, translate_errors(f"PDF (page {index + 1})"):
+            page = self._pdf[index]
+            try:
+                images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3)
+                return next(iter(images), None) is not None
+            finally:
+                page.close()
 
     def _page_lines(self, index: int) -> PageLines:
         if self._pdf is None:
