@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from knowra_worker.document import Block, BlockKind, Unit
-from knowra_worker.errors import KnowraError, PermanentError, SourceIOError, TransientError
+from knowra_worker.errors import KnowraError, PermanentError, TransientError
 from knowra_worker.lifecycle import State
 from knowra_worker.parsers import registry
 
@@ -233,7 +233,7 @@ class PartRunner:
 
     def _parse(self, task_id: str, number: int, epoch: int, first: int, end: int,
                path: Path) -> str:  # fmt: skip
-        from knowra_worker.paths import resolve_allowed
+        from knowra_worker.paths import resolve_allowed, signature
 
         path = resolve_allowed(str(path), self.settings.allowed_roots)
         if signature(path) != self.source:
@@ -263,12 +263,3 @@ class PartRunner:
             log.info("task %s part %d: stopping (%s, task %s)", task_id, number,
                      reply.outcome, reply.state)  # fmt: skip
         return reply.ok
-
-
-def signature(path: Path) -> str:
-    """Size and modification time of the file: parts must parse the file the task does."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise SourceIOError(f"cannot read the file: {exc.strerror}") from exc
-    return f"{st.st_size}:{st.st_mtime_ns}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from knowra_worker.errors import FileNotFound, FileTooLarge, PathNotAllowed
+from knowra_worker.errors import FileNotFound, FileTooLarge, PathNotAllowed, SourceIOError
 
 
 def resolve_allowed(file_path: str, roots: list[Path]) -> Path:
@@ -46,3 +46,13 @@ def check_readable_file(path: Path, shown: str, max_bytes: int | None = None) ->
             f"{max_bytes / 1048576:.1f} MiB (KNOWRA_MAX_FILE_SIZE_MB)"
         )
     return st.st_size
+
+
+def signature(path: Path) -> str:
+    """Size and modification time of a file: a resumed task, and every part of a split one,
+    must parse the file the task started on."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SourceIOError(f"cannot read the file: {exc.strerror}") from exc
+    return f"{st.st_size}:{st.st_mtime_ns}"

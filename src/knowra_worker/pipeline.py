@@ -36,14 +36,13 @@ from knowra_worker.errors import (
     KnowraError,
     LimitExceeded,
     PermanentError,
-    SourceIOError,
     TransientError,
     WorkerCrashed,
 )
 from knowra_worker.lifecycle import Action, Position, State
 from knowra_worker.parsers import registry
 from knowra_worker.parts import JoinedDocument
-from knowra_worker.paths import check_readable_file, resolve_allowed
+from knowra_worker.paths import check_readable_file, resolve_allowed, signature
 
 if TYPE_CHECKING:  # the CLI's parse path needs neither Redis nor the settings
     from knowra_worker.settings import Settings
@@ -229,7 +228,7 @@ class TaskRunner:
         raw = own.params()
         path = resolve_allowed(raw["file_path"], self.settings.allowed_roots)
         check_readable_file(path, raw["file_path"], self.settings.max_file_size_bytes)
-        own.source = _signature(path)
+        own.source = signature(path)
         restart = bool(checkpoint) and checkpoint.get("source") != own.source
         if restart:
             log.warning(
@@ -511,15 +510,6 @@ def _parts(chunks: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
     if current:
         parts.append(current)
     return parts
-
-
-def _signature(path: Path) -> str:
-    """Size and modification time: a resumed task must parse the file it started on."""
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise SourceIOError(f"cannot read the file: {exc.strerror}") from exc
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _dumps(obj: Any) -> str:

@@ -1,10 +1,11 @@
 """Schemathesis hooks for test_openapi.py (loaded by `st run` through SCHEMATHESIS_HOOKS).
 
-One rule of the API relates two fields, which JSON Schema cannot state: `chunk_overlap` must
-be below `chunk_size` (422 otherwise, as the schema's 422 answer of start_task says). The
-generator learns it here: a *positive* start_task case that breaks it gets the largest overlap
-the rule allows, so the boundary itself is still sent. Negative cases and every check stay
-as schemathesis makes them.
+Two rules of the API relate two fields, which JSON Schema cannot state (422 otherwise, as the
+schema's 422 answer of start_task says): `chunk_overlap` must be below `chunk_size`, and a
+`tokenizer` is given only with `"length_unit": "tokens"`. The generator learns them here: a
+*positive* start_task case that breaks the first gets the largest overlap the rule allows (so
+the boundary itself is still sent), one that breaks the second counts in tokens. Negative
+cases and every check stay as schemathesis makes them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ def map_case(context: Any, case: Any) -> Any:
     size = body.get("chunk_size", DEFAULT_CHUNK_SIZE)
     overlap = body.get("chunk_overlap", DEFAULT_CHUNK_OVERLAP)
     if _number(size) and _number(overlap) and overlap >= size:
-        case.body = {**body, "chunk_overlap": size - 1}
+        body = {**body, "chunk_overlap": size - 1}
+    if body.get("tokenizer") is not None and body.get("length_unit") != "tokens":
+        body = {**body, "length_unit": "tokens"}
+    case.body = body
     return case
 
 

@@ -31,6 +31,12 @@ def act(store: TaskStore, task_id: str, state: State, action: Action, epoch: int
             store.r.delete(store.keys.lease(task_id))  # its worker died
         claim = store.claim(task_id, "w2", LEASE_MS, 5, WorkerCrashed("gave up"))
         return f"{claim.outcome}:{claim.state}"
+    if action is Action.PART:  # a part of a split task, claimed by the worker parsing it
+        store.r.hset(store.keys.parts(task_id), mapping={
+            "0:start": 0, "0:end": 2, "0:next": 0, "0:epoch": 0, "0:done": 0, "count": 1,
+            "source": "s"})  # fmt: skip
+        part = store.claim_part(task_id, 0, "p", LEASE_MS, "s")
+        return f"{part.outcome}:{part.state}"
     if action is Action.COMMIT:
         n = int(store.r.hget(store.keys.task(task_id), "chunks") or 0)
         reply = store.commit(
@@ -55,6 +61,8 @@ def expected(state: State, action: Action, guard_holds: bool = True) -> str:
             return "ok:running" if state is State.QUEUED else f"skip:{state}"
         assert r is not None
         return "ok:running" if r.to is State.RUNNING else f"skip:{r.to}"
+    if action is Action.PART:
+        return f"ok:{r.to}" if r is not None else f"refused:{state}"
     if r is None:
         return f"refused:{state}" if state.is_held and action in SETTLES else f"stale:{state}"
     return f"ok:{r.to}"
@@ -128,7 +136,7 @@ def test_resume_after_a_failure_needs_the_time_limit_error(store: TaskStore, pub
 
 @pytest.mark.parametrize(("state", "action"), [
     (s, a) for s in State for a in Action
-    if a.by_worker and a not in (Action.CLAIM, Action.TAKE_OVER)
+    if a.by_worker and a not in (Action.CLAIM, Action.TAKE_OVER, Action.PART)
 ], ids=lambda v: str(v))  # fmt: skip
 def test_a_stale_worker_writes_nothing(store: TaskStore, state: State, action: Action) -> None:
     task_id = new_task(store)
@@ -195,3 +203,25 @@ def test_the_last_commit_refuses_a_run_whose_chunks_went_missing(store: TaskStor
     reply = store.commit(task_id, 1, "w1", LEASE_MS, Position(2, 2), Position(3, 3), {},
                          [chunk(2)], units_parsed=1, finish=True)  # fmt: skip
     assert reply.diverged and snapshot(store, task_id) == before
+
+
+def test_a_part_worker_whose_part_was_taken_over_writes_nothing(store: TaskStore) -> None:
+    task_id = new_task(store)
+    put_in_state(store, task_id, State.RUNNING)
+    reply, made = store.split(task_id, 1, "file-1", 0, [(0, 2), (2, 4)])
+    assert reply.ok and [(p.start, p.end, p.next, p.done) for p in made] == [
+        (0, 2, 0, False), (2, 4, 2, False)]  # fmt: skip
+    first = store.claim_part(task_id, 1, "w-a", LEASE_MS, "file-1")
+    assert first.ok and (first.epoch, first.next, first.end) == (1, 2, 4)
+    assert store.claim_part(task_id, 1, "w-b", LEASE_MS, "file-1").outcome == "busy"
+    store.r.delete(store.keys.part_lease(task_id, 1))  # w-a died
+    second = store.claim_part(task_id, 1, "w-b", LEASE_MS, "file-1")
+    assert second.ok and second.epoch == 2
+    assert store.store_units(task_id, 1, 1, "w-a", LEASE_MS, [(2, "{}")]).outcome == "stale"
+    assert store.parsed_units(task_id, 2, 2) == [None, None]
+    assert store.store_units(task_id, 1, 2, "w-b", LEASE_MS, [(3, "{}")]).outcome == "invalid"
+    assert store.store_units(task_id, 1, 2, "w-b", LEASE_MS, [(2, "{}"), (3, "{}")]).ok
+    assert store.claim_part(task_id, 1, "w-c", LEASE_MS, "file-1").outcome == "skip"  # done
+    assert store.claim_part(task_id, 0, "w-c", LEASE_MS, "file-2").outcome == "stale"
+    again, _ = store.split(task_id, 1, "file-1", 0, [(0, 4)])  # the parts made stay
+    assert again.ok and store.r.hget(store.keys.parts(task_id), "count") == "2"

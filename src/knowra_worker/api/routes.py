@@ -53,8 +53,9 @@ def _enqueue(inst: Instance, status: TaskStatus) -> None:
 TaskId = Annotated[str, Query(min_length=1, max_length=200)]
 CONTROL_ERRORS = documented(400, 401, 404, 409, 503)
 OVERLAP_422 = (
-    "Validation Error: a field out of its range, or `chunk_overlap` not below `chunk_size` "
-    "(a rule between two fields that JSON Schema cannot state)"
+    "Validation Error: a field out of its range, `chunk_overlap` not below `chunk_size`, or a "
+    '`tokenizer` without `"length_unit": "tokens"` (rules between two fields that JSON '
+    "Schema cannot state)"
 )
 _SSE_EVENT = {  # one event, as OpenAPI 3.2's itemSchema (and FastAPI's own SSE) describe it
     "type": "object",

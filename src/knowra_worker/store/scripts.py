@@ -131,6 +131,14 @@ local function enter(to, rule, now, ttl, task_id)
     redis.call('DEL', lease)
   end
 end
+-- a worker's write: the epoch it claimed with must still be the task's, and the state must
+-- allow a checkpoint; answers the state, or nil and the refusal to answer
+local function owned_state(epoch)
+  if field('epoch') ~= epoch then return nil, reply({outcome='stale'}) end
+  local st = field('state')
+  if not st or not rule_for(st, 'commit') then return nil, reply({outcome='stale', state=st}) end
+  return st, nil
+end
 -- the run's chunk hash holds exactly as many chunks as the checkpoint counts, none staged
 local function chunks_consistent()
   return redis.call('HLEN', chunks_key(gen())) == num('chunks')
@@ -243,9 +251,8 @@ STAGE = (
 local op = ARGV[1]
 local again = remembered('w', op)
 if again then return again end
-if field('epoch') ~= ARGV[2] then return reply({outcome='stale'}) end
-local st = field('state')
-if not st or not rule_for(st, 'commit') then return reply({outcome='stale', state=st}) end
+local st, refused = owned_state(ARGV[2])
+if refused then return refused end
 if not extends_base(ARGV[3], ARGV[4], ARGV[5]) then
   return reply({outcome='diverged', state=st})
 end
@@ -268,9 +275,8 @@ COMMIT = (
 local op = ARGV[1]
 local again = remembered('w', op)
 if again then return again end
-if field('epoch') ~= ARGV[2] then return reply({outcome='stale'}) end
-local st = field('state')
-if not st or not rule_for(st, 'commit') then return reply({outcome='stale', state=st}) end
+local st, refused = owned_state(ARGV[2])
+if refused then return refused end
 local reset = string.find(ARGV[11], 'reset', 1, true) ~= nil
 local finish = string.find(ARGV[11], 'finish', 1, true) ~= nil
 local now, ttl, task_id = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
@@ -405,9 +411,8 @@ SPLIT = (
 local op = ARGV[1]
 local again = remembered('w', op)
 if again then return again end
-if field('epoch') ~= ARGV[2] then return reply({outcome='stale'}) end
-local st = field('state')
-if not st or not rule_for(st, 'commit') then return reply({outcome='stale', state=st}) end
+local st, refused = owned_state(ARGV[2])
+if refused then return refused end
 if redis.call('HGET', parts, 'source') ~= ARGV[3] then
   drop_parts()
   local n, from = 0, tonumber(ARGV[4])
