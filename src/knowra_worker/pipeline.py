@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from knowra_worker import parts
@@ -89,7 +90,7 @@ class ChunkContext:
 
     def encoded(self, raw: RawChunk) -> tuple[int, str]:
         """(seq, the chunk's JSON): encoded once, stored as is, served as is."""
-        return raw.seq, _dumps(self.record(raw))
+        return raw.seq, orjson.dumps(self.record(raw)).decode()
 
 
 def chunk_stream(

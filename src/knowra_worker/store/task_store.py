@@ -227,10 +227,10 @@ class TaskStore:
         return out[:limit]
 
     @_store_errors
-    def get_chunks(
+    def get_chunk_page(
         self, task_id: str, offset: int, limit: int, generation: int | None = None
-    ) -> tuple[Page, list[dict[str, Any]]]:
-        """A page of the task's readable run: (page, chunks offset..offset+limit-1).
+    ) -> Page:
+        """A page of the task's readable run, its chunks as the JSON they are stored as.
         Raises GenerationChanged when `generation` is given and is no longer the readable one."""
         wanted = "" if generation is None else str(generation)
         page = replies.decode_page(self._run("READ_CHUNKS", task_id, [offset, limit, wanted]))
@@ -239,6 +239,13 @@ class TaskStore:
                 f"the chunks of generation {generation} of task {task_id!r} were replaced by "
                 f"generation {page.generation}; read again from offset 0"
             )
+        return page
+
+    def get_chunks(
+        self, task_id: str, offset: int, limit: int, generation: int | None = None
+    ) -> tuple[Page, list[dict[str, Any]]]:
+        """As get_chunk_page, with the chunks decoded."""
+        page = self.get_chunk_page(task_id, offset, limit, generation)
         return page, [json.loads(v) for v in page.chunks]
 
     @_store_errors
