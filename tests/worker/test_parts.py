@@ -161,3 +161,30 @@ def test_a_page_a_part_cannot_read_fails_the_task_there(split: Split) -> None:
     assert final.error is not None and final.error.code == "CORRUPT_FILE"
     assert "page 11 is damaged" in final.error.message
     assert final.progress.units_done == 10  # every page before it was joined
+
+
+def test_a_split_task_stopped_by_its_time_limit_keeps_what_its_parts_parsed(
+    split: Split,
+) -> None:
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    rig = split.rig
+
+    def hook(index: int) -> None:
+        if index == 0:
+            split.run_parts()  # every other part parsed and stored
+        if index == 2:
+            raise SoftTimeLimitExceeded()
+
+    rig.hook = hook
+    assert split.joiner().run(split.task_id) is Outcome.FAILED
+    stopped = status(rig, split.task_id)
+    assert stopped.error is not None and stopped.error.code == "LIMIT_EXCEEDED"
+    k = rig.store.keys
+    assert rig.store.r.hlen(k.units(split.task_id)) == PAGES - 3  # kept, with the task's TTL
+    assert rig.store.r.ttl(k.units(split.task_id)) > 0
+    rig.hook = lambda index: None
+    assert rig.store.control(split.task_id, "resume") == ("queued", True)
+    assert rig.store.r.ttl(k.units(split.task_id)) == -1
+    assert split.joiner().run(split.task_id) is Outcome.SUCCEEDED
+    assert split.check().units_parsed == PAGES  # no page parsed twice

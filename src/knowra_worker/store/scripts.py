@@ -79,9 +79,10 @@ local function guard_ok(guard)
   return false
 end
 
--- the task, its run's chunks and its published chunks: expire (ttl) or persist (nil) together
+-- the task, its run's chunks and its published chunks (and a split run's parts): expire
+-- (ttl) or persist (nil) together
 local function set_ttl(ttl)
-  local keys = {task, chunks_key(gen())}
+  local keys = {task, chunks_key(gen()), parts, units}
   if pub() ~= '' then keys[#keys + 1] = chunks_key(pub()) end
   for _, key in ipairs(keys) do
     if ttl then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
@@ -122,7 +123,9 @@ local function enter(to, rule, now, ttl, task_id)
     publish()
   end
   if is_final(to) then
-    drop_parts()
+    -- a failed run may be resumed (time limit): its parts and what they parsed stay, and
+    -- expire with the task
+    if to ~= 'failed' then drop_parts() end
     redis.call('DEL', lease, stage)
     redis.call('SREM', active, task_id)
     redis.call('HSET', task, 'finished_at', now)
@@ -371,6 +374,7 @@ if is_final(st) and not is_final(rule.to) then reopen(task_id) end
 if action == 'rerun' then  -- a new run from the start, in a new generation
   if gen() ~= pub() then redis.call('DEL', chunks_key(gen())) end
   redis.call('DEL', stage)
+  drop_parts()
   redis.call('HINCRBY', task, 'gen', 1)
   redis.call('HSET', task, 'checkpoint', '', 'units_done', 0, 'chunks', 0, 'units_parsed', 0,
     'attempts', 0, 'started_at', '', 'warnings', '')
