@@ -171,3 +171,36 @@ def test_a_package_that_unpacks_too_big_is_refused(
     monkeypatch.setattr(detect, "MAX_UNPACKED_BYTES", 16 * 2**20)
     with pytest.raises(CorruptFile):  # within the limit: an ordinary broken DOCX
         registry.open_document(bomb)
+
+
+@pytest.mark.parametrize(
+    ("name", "mime_type"),
+    [
+        ("fake-email-attachment.eml", "message/rfc822"),
+        ("mime-html-only.eml", "message/rfc822"),
+        ("factbook.json", "application/json"),
+        ("factbook.xml", "application/xml"),
+    ],
+)
+def test_mail_json_and_xml_are_told_by_content_without_their_extension(
+    tmp_path: Path, name: str, mime_type: str
+) -> None:
+    names = ["noext"] + ([] if mime_type == "application/xml" else ["misnamed.txt"])
+    for renamed in (tmp_path / n for n in names):  # a .txt that begins with a tag stays text
+        renamed.write_bytes((DATA / name).read_bytes())
+        assert registry.detect(renamed) == mime_type, renamed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[1] Introduction\n\nThe first section of a paper.\n",
+        "{ this is not json } but prose\n",
+        "Note: one colon line\nAnother: line\nThird: line\n\nBody.\n",
+        "<b>bold</b> start of a plain note\n",
+    ],
+)
+def test_text_that_only_looks_structured_stays_plain(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "note.txt"
+    path.write_text(text)
+    assert registry.detect(path) in ("text/plain", "text/html")

@@ -22,6 +22,7 @@ Office, images, archives), so that an unsupported file is named precisely.
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 import zlib
@@ -56,6 +57,8 @@ XLTM = "application/vnd.ms-excel.template.macroEnabled.12"
 HTML = "text/html"
 PLAIN = "text/plain"
 XML = "application/xml"
+JSON = "application/json"
+EML = "message/rfc822"
 ZIP = "application/zip"
 OLE = "application/x-ole-storage"
 BINARY = "application/octet-stream"
@@ -373,7 +376,44 @@ def _text_type(head: bytes, *, complete: bool, extension: str, declared: str | N
     markup = _markup_type(prefix[:_SNIFF_CHARS], declared)
     if markup is not None:
         return markup
+    if declared in (None, PLAIN):  # the name says nothing more specific: the content may
+        sniffed = _structured_type(prefix, whole, markup=declared is None)
+        if sniffed is not None:
+            return sniffed
     return declared or PLAIN
+
+
+_HEADER_LINE = re.compile(r"([a-z][a-z0-9-]*):[^\n]*\n((?:[ \t][^\n]*\n)*)")
+_MAIL_HEADERS = frozenset(
+    "from to cc subject date received message-id mime-version return-path reply-to".split()
+)
+_JSON_START = re.compile(r"\s*(\{\s*(\"|\})|\[\s*(\{|\[|\"|-?\d|true|false|null|\]))")
+_JSON_OPENS_RECORDS = re.compile(r"\s*(\{\s*\"[^\"\n]*\"\s*:|\[\s*\{\s*\")")
+_XML_ROOT = re.compile(r"<([a-z_][\w.:-]*)[\s>/]")
+
+
+def _structured_type(prefix: str, whole: bool, markup: bool) -> str | None:
+    """An e-mail (a block of RFC 5322 header lines naming at least two usual mail headers),
+    JSON (an object or array, the whole of it parsing when the sample is the whole file),
+    or, with `markup` (no extension names the file's kind: a text file may well begin with
+    a tag), XML (a root element and a closing tag), from the first characters of a file."""
+    names, position = set(), 0
+    while match := _HEADER_LINE.match(prefix, position):
+        names.add(match.group(1))
+        position = match.end()
+    if position and len(names & _MAIL_HEADERS) >= 2 and len(names) >= 3:
+        return EML
+    if whole and len(prefix) < 2 * _SNIFF_CHARS and _JSON_START.match(prefix):
+        try:  # the whole file is here: it must parse
+            json.loads(prefix)
+        except ValueError:
+            return None
+        return JSON
+    if _JSON_OPENS_RECORDS.match(prefix):  # a longer file: an object, or an array of them
+        return JSON
+    if markup and _XML_ROOT.match(prefix) and "</" in prefix:
+        return XML
+    return None
 
 
 def _markup_type(prefix: str, declared: str | None) -> str | None:
