@@ -112,3 +112,12 @@ def test_task_result_pages_name_their_generation(client: TestClient, root: Path)
     assert stale.json()["error"]["code"] == "GENERATION_CHANGED"
     status = client.get("/worker/task_status", params=params).json()
     assert (status["generation"], status["result_generation"]) == (1, 1)
+
+
+def test_a_page_far_beyond_the_end_is_empty(client: TestClient, root: Path) -> None:
+    b = body(root)
+    client.post("/worker/start_task", json=b)
+    far = 33836140166691887775744  # past any 64-bit integer
+    params = {"task_id": b["task_id"], "offset": far, "limit": 222}
+    page = client.get("/worker/task_result", params=params).json()
+    assert page["chunks"] == [] and page["offset"] == far

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -136,10 +135,10 @@ def task_result(
     generation that is no longer current answers 409 (read again from offset 0)."""
     status = _status(store, task_id)
     page = store.get_chunk_page(task_id, offset, limit, generation)
-    head = orjson.dumps({
+    head = json.dumps({  # not orjson: `offset` may be any size a client sends
         "task_id": task_id, "kb_id": status.kb_id, "state": status.state.value,
         "generation": page.generation, "total": page.total, "offset": offset,
-    })  # fmt: skip
+    }, separators=(",", ":"), ensure_ascii=False).encode()  # fmt: skip
     # the chunks as stored: encoded once by the worker, never decoded and encoded again
     body = head[:-1] + b',"chunks":[' + ",".join(page.chunks).encode() + b"]}"
     return Response(content=body, media_type="application/json")

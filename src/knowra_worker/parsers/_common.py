@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import signal
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +52,21 @@ def file_size(path: Path) -> int:
         return path.stat().st_size
     except OSError as exc:
         raise io_error(exc) from exc
+
+
+@contextmanager
+def deferred_soft_limit() -> Iterator[None]:
+    """Hold the soft time limit's signal (SIGUSR1, as billiard sends it) back for the block,
+    in the main thread where Python runs signal handlers; it is delivered when the block
+    ends. For native code that must not be interrupted half-way (see pdf.pdfium_section)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ its text page are closed as soon as their lines are out, so memory stays at one 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import itertools
@@ -48,6 +49,7 @@ from knowra_worker.errors import (
     SourceIOError,
 )
 from knowra_worker.parsers._common import (
+    deferred_soft_limit,
     describe_exception,
     io_error,
     strip_controls,
@@ -76,6 +78,20 @@ if TYPE_CHECKING:  # pypdfium2 is imported where a file is opened, not with this
     import pypdfium2 as pdfium
 
 PDFIUM_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def pdfium_section() -> Iterator[None]:
+    """pdfium's lock, with the worker's soft time limit held back until pdfium is done.
+
+    Celery raises the limit from a signal handler, between any two bytecodes: inside a
+    finally that closes a page, it would leave pdfium's objects half freed, and the next
+    document of the process would read them as damage (CORRUPT_FILE). The signal waits
+    (SIGUSR1 blocked) and is delivered right after the section, at a checkpoint-safe place.
+    """
+    with PDFIUM_LOCK, deferred_soft_limit():
+        yield
+
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +138,7 @@ class PdfDocument(BaseDocument):
     def __init__(self, path: Path, mime_type: str) -> None:
         self.mime_type = mime_type
         self._pdf: pdfium.PdfDocument | None = _load(path)
-        with PDFIUM_LOCK:
+        with pdfium_section():
             self.units_total = len(self._pdf)
             # Decided once from the whole document, so that every page reads alike whatever
             # page a run starts at.
@@ -142,7 +158,7 @@ class PdfDocument(BaseDocument):
     def close(self) -> None:
         pdf, self._pdf = self._pdf, None
         if pdf is not None:
-            with PDFIUM_LOCK:
+            with pdfium_section():
                 pdf.close()
 
     def _blocks(self, page: PageLines, index: int) -> list[Block]:
@@ -156,7 +172,7 @@ class PdfDocument(BaseDocument):
 
         if self._pdf is None:
             raise RuntimeError("the document is closed")
-        with PDFIUM_LOCK, translate_errors(f"PDF (page {index + 1})"):
+        with pdfium_section(), translate_errors(f"PDF (page {index + 1})"):
             page = self._pdf[index]
             try:
                 images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3)
@@ -167,7 +183,7 @@ class PdfDocument(BaseDocument):
     def _page_lines(self, index: int) -> PageLines:
         if self._pdf is None:
             raise RuntimeError("the document is closed")
-        with PDFIUM_LOCK, translate_errors(f"PDF (page {index + 1})"):
+        with pdfium_section(), translate_errors(f"PDF (page {index + 1})"):
             page = self._pdf[index]
             try:
                 textpage = page.get_textpage()
@@ -182,7 +198,7 @@ class PdfDocument(BaseDocument):
 def _load(path: Path) -> pdfium.PdfDocument:
     import pypdfium2 as pdfium
 
-    with PDFIUM_LOCK:
+    with pdfium_section():
         try:
             pdf = pdfium.PdfDocument(path)
         except pdfium.PdfiumError as exc:
