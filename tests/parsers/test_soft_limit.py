@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+from collections.abc import Iterator
 from types import FrameType
 
 import pytest
@@ -23,13 +25,20 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 
 @pytest.fixture
-def soft_limit_handler() -> object:
+def soft_limit_handler() -> Iterator[None]:
+    """The handler as a pool process has it, and another thread running (as the lease's
+    renewal does), which the kernel may hand the signal to."""
     previous = signal.signal(signal.SIGUSR1, _raise)
+    done = threading.Event()
+    other = threading.Thread(target=done.wait, daemon=True)
+    other.start()
     yield
+    done.set()
+    other.join()
     signal.signal(signal.SIGUSR1, previous)
 
 
-def test_the_signal_waits_for_the_end_of_the_section(soft_limit_handler: object) -> None:
+def test_the_signal_waits_for_the_end_of_the_section(soft_limit_handler: None) -> None:
     reached = []
     with pytest.raises(Limit):
         with pdfium_section():
@@ -40,7 +49,7 @@ def test_the_signal_waits_for_the_end_of_the_section(soft_limit_handler: object)
 
 
 def test_a_limit_between_pages_leaves_pdfium_whole(
-    soft_limit_handler: object, monkeypatch: pytest.MonkeyPatch
+    soft_limit_handler: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Interrupted while reading, the process still reads the same document right after."""
     expected = read_units(DATA / "multi_page.pdf")

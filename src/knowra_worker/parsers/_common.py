@@ -9,6 +9,7 @@ checkpoint and produce exactly the chunks an uninterrupted run produces.
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
@@ -56,17 +58,28 @@ def file_size(path: Path) -> int:
 
 @contextmanager
 def deferred_soft_limit() -> Iterator[None]:
-    """Hold the soft time limit's signal (SIGUSR1, as billiard sends it) back for the block,
-    in the main thread where Python runs signal handlers; it is delivered when the block
-    ends. For native code that must not be interrupted half-way (see pdf.pdfium_section)."""
+    """Hold the soft time limit (SIGUSR1, as billiard sends it) back for the block: its
+    handler is swapped for one that only notes the signal, and the real one runs when the
+    block ends. (Masking the signal would not do: any other thread may take it, and Python
+    then runs the handler in the main thread at once.) For native code that must not be
+    interrupted half-way (see pdf.pdfium_section); only the main thread handles signals."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    pending: list[tuple[int, FrameType | None]] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        pending.append((signum, frame))
+
+    previous = signal.signal(signal.SIGUSR1, note)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGUSR1, previous)
+        if pending and callable(previous):
+            previous(*pending[0])
+        elif pending and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGUSR1)
 
 
 @contextmanager

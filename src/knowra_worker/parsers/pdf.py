@@ -86,8 +86,8 @@ def pdfium_section() -> Iterator[None]:
 
     Celery raises the limit from a signal handler, between any two bytecodes: inside a
     finally that closes a page, it would leave pdfium's objects half freed, and the next
-    document of the process would read them as damage (CORRUPT_FILE). The signal waits
-    (SIGUSR1 blocked) and is delivered right after the section, at a checkpoint-safe place.
+    document of the process would read them as damage (CORRUPT_FILE). The signal waits and
+    is raised right after the section (see _common.deferred_soft_limit).
     """
     with PDFIUM_LOCK, deferred_soft_limit():
         yield
