@@ -34,7 +34,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 
 from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.errors import KnowraError, UnsupportedFormat
-from knowra_worker.parsers._common import describe_exception, translate_errors
+from knowra_worker.parsers._common import describe_exception, size_level, translate_errors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -448,12 +448,7 @@ def _heading_level(paragraph: list[OcrLine], text: str, body: float | None) -> i
     visible = [c for c in text if not c.isspace()]
     if sum(c.isalpha() for c in visible) < 0.6 * len(visible):
         return 0
-    ratio = statistics.fmean(line.height for line in paragraph) / body
-    if ratio >= 1.8:
-        return 1
-    if ratio >= 1.5:
-        return 2
-    return 3 if ratio >= _HEADING_RATIO else 0
+    return size_level(statistics.fmean(line.height for line in paragraph) / body, _HEADING_RATIO)
 
 
 # --- units ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from knowra_worker.parsers._charts import chart_blocks, parse_chart
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
+    clark,
     collapse_spaces,
     strip_controls,
     translate_errors,
@@ -51,9 +52,8 @@ _NS = {
 
 
 def qn(tag: str) -> str:
-    """Clark notation of a prefixed tag, "w:p" -> "{http://...}p" (as python-docx's qn)."""
-    prefix, local = tag.split(":")
-    return f"{{{_NS[prefix]}}}{local}"
+    """Clark notation of a prefixed name of this format's vocabulary."""
+    return clark(_NS, tag)
 
 
 @functools.cache

@@ -34,6 +34,7 @@ from knowra_worker.errors import CorruptFile
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
+    clark,
     estimate_units,
     strip_controls,
     translate_errors,
@@ -59,9 +60,8 @@ _NS = {
 
 
 def qn(tag: str) -> str:
-    """Clark notation of a prefixed name, "text:p" -> "{urn:...:text:1.0}p"."""
-    prefix, local = tag.split(":")
-    return f"{{{_NS[prefix]}}}{local}"
+    """Clark notation of a prefixed name of this format's vocabulary."""
+    return clark(_NS, tag)
 
 
 _MAX_LEVEL = 6

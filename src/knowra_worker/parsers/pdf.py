@@ -52,6 +52,7 @@ from knowra_worker.parsers._common import (
     deferred_soft_limit,
     describe_exception,
     io_error,
+    size_level,
     strip_controls,
     translate_errors,
 )
@@ -716,12 +717,9 @@ def _heading_level(paragraph: list[Line], text: str, body: float | None, ignore_
     if not all(line.placed for line in paragraph) or not _wordy(text):
         return 0
     ratio = statistics.fmean(line.size for line in paragraph) / body
-    if ratio >= 1.8:
-        return 1
-    if ratio >= 1.5:
-        return 2
-    if ratio >= _HEADING_RATIO:
-        return 3
+    level = size_level(ratio, _HEADING_RATIO)
+    if level:
+        return level
     bold = all(line.bold for line in paragraph) and not ignore_bold
     if not (bold and ratio >= 0.95 and _heading_like(text)):
         return 0
