@@ -220,7 +220,7 @@ redis.call('SET', lease, ARGV[2], 'PX', ARGV[4])
 local fields, all = {}, redis.call('HGETALL', task)
 for i = 1, #all - 1, 2 do
   local name = all[i]
-  if name ~= 'checkpoint' and name ~= 'w_reply' and name ~= 'c_reply' then
+  if name ~= 'checkpoint' and not string.find(name, '_reply$') then
     fields[name] = all[i + 1]
   end
 end
