@@ -282,19 +282,19 @@ class TaskRunner:
         self, own: _Owned, doc: Document, chunker: Chunker, ctx: ChunkContext, next_unit: int
     ) -> None:
         batch: list[tuple[int, str]] = []
-        parsed = 0
+        fed = parsed = 0  # units since the last checkpoint: fed to the chunker, parsed here
         for unit, raws in chunk_stream(doc, chunker, next_unit):
             own.warn(unit.warnings)
             batch.extend(ctx.encoded(r) for r in raws)
-            parsed, next_unit = parsed + _parsed_here(doc), unit.index + 1
+            fed, parsed, next_unit = fed + 1, parsed + _parsed_here(doc), unit.index + 1
             if chunker.state.seq > self.settings.max_chunks:
                 raise LimitExceeded(
                     f"the document makes more than {self.settings.max_chunks} "
                     "chunks (KNOWRA_MAX_CHUNKS)"
                 )
-            if parsed % self.settings.checkpoint_every_units == 0:
+            if fed % self.settings.checkpoint_every_units == 0:
                 own.checkpoint(batch, next_unit, chunker, doc, parsed, final=False)
-                batch, parsed = [], 0
+                batch, fed, parsed = [], 0, 0
                 if self.should_yield():
                     log.warning(
                         "task %s: this instance is going away; handing the task back at unit %d",
@@ -305,8 +305,7 @@ class TaskRunner:
         batch.extend(ctx.encoded(r) for r in chunker.finish())
         if chunker.state.seq == 0:
             raise EmptyDocument(
-                "the document contains no extractable text "
-                "(a scanned PDF needs OCR, which this service does not do)"
+                "the document contains no extractable text (nor any that OCR could read)"
             )
         own.checkpoint(batch, next_unit, chunker, doc, parsed, final=True)
 
