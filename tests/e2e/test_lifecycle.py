@@ -224,8 +224,8 @@ def test_serve_with_api_workers(tmp_path: Path, redis_url: str) -> None:
 
 
 def test_gunicorn_with_uvicorn_workers(tmp_path: Path, redis_url: str) -> None:
-    """gunicorn's arbiter binds the socket and forks two uvicorn workers: one instance."""
-    pytest.importorskip("gunicorn")
+    """gunicorn's arbiter binds the socket and forks two uvicorn workers: one instance.
+    (gunicorn comes with the `test` extra.)"""
     port = free_port()
     env = service_env(
         tmp_path, KNOWRA_REDIS_URL=redis_url, KNOWRA_KEY_PREFIX=f"g{uuid.uuid4().hex[:8]}:"
