@@ -8,12 +8,14 @@ checkpoint and produce exactly the chunks an uninterrupted run produces.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +102,20 @@ def translate_errors(what: str) -> Iterator[None]:
         raise CorruptFile(f"not a valid {what}: structure nested too deeply") from exc
     except Exception as exc:  # noqa: BLE001 - library errors are varied and undocumented
         raise CorruptFile(f"not a valid {what}: {describe_exception(exc)}") from exc
+
+
+def rewritten_package(
+    archive: zipfile.ZipFile, rewrite: Callable[[str, bytes], bytes]
+) -> io.BytesIO:
+    """A copy of a ZIP package in memory, each entry's bytes passed through
+    `rewrite(name, data)`: how an OOXML variant (template, macro-enabled, Strict) is given the
+    content types and namespaces its library reads."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as converted:
+        for info in archive.infolist():
+            converted.writestr(info.filename, rewrite(info.filename, archive.read(info)))
+    buffer.seek(0)
+    return buffer
 
 
 def clark(namespaces: dict[str, str], tag: str) -> str:

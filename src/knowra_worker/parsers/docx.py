@@ -16,7 +16,6 @@ are mapped to the Transitional namespaces before parsing.
 from __future__ import annotations
 
 import functools
-import io
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from knowra_worker.parsers._common import (
     UnitLimits,
     clark,
     collapse_spaces,
+    rewritten_package,
     strip_controls,
     translate_errors,
 )
@@ -203,17 +203,15 @@ def _load(path: Path) -> Any:
         other = _OTHER_MAIN_TYPES.search(archive.read("[Content_Types].xml")) is not None
         if not strict and not other:
             return docx.Document(str(path))
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as converted:
-            for info in archive.infolist():
-                data = archive.read(info)
-                if info.filename == "[Content_Types].xml":
-                    data = _OTHER_MAIN_TYPES.sub(_DOCUMENT_MAIN_TYPE, data)
-                if strict and info.filename.endswith((".xml", ".rels")):
-                    data = _STRICT_NAMESPACE.sub(_transitional_namespace, data)
-                converted.writestr(info.filename, data)
-    buffer.seek(0)
-    return docx.Document(buffer)
+
+        def rewrite(name: str, data: bytes) -> bytes:
+            if name == "[Content_Types].xml":
+                data = _OTHER_MAIN_TYPES.sub(_DOCUMENT_MAIN_TYPE, data)
+            if strict and name.endswith((".xml", ".rels")):
+                data = _STRICT_NAMESPACE.sub(_transitional_namespace, data)
+            return data
+
+        return docx.Document(rewritten_package(archive, rewrite))
 
 
 def _transitional_namespace(match: re.Match[bytes]) -> bytes:

@@ -24,7 +24,7 @@ from typing import Any
 
 from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.parsers._charts import chart_blocks, parse_chart
-from knowra_worker.parsers._common import strip_controls, translate_errors
+from knowra_worker.parsers._common import rewritten_package, strip_controls, translate_errors
 from knowra_worker.parsers._tables import row_line, table_text
 from knowra_worker.parsers.base import BaseDocument, Content, Format
 from knowra_worker.parsers.detect import (
@@ -86,23 +86,18 @@ class PptxDocument(BaseDocument):
 
 def _load(path: Path) -> Any:
     """Open with python-pptx; a template or slide show first gets the presentation's type."""
-    import io
-
     import pptx  # here, not at the top: the registry imports this module to list it
 
     with zipfile.ZipFile(path) as archive:
-        content_types = archive.read("[Content_Types].xml")
-        if not _OTHER_MAIN_TYPES.search(content_types):
+        if not _OTHER_MAIN_TYPES.search(archive.read("[Content_Types].xml")):
             return pptx.Presentation(str(path))
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as converted:
-            for info in archive.infolist():
-                data = archive.read(info)
-                if info.filename == "[Content_Types].xml":
-                    data = _OTHER_MAIN_TYPES.sub(_PRESENTATION_MAIN_TYPE, data)
-                converted.writestr(info.filename, data)
-    buffer.seek(0)
-    return pptx.Presentation(buffer)
+        return pptx.Presentation(rewritten_package(archive, _presentation_type))
+
+
+def _presentation_type(name: str, data: bytes) -> bytes:
+    if name == "[Content_Types].xml":
+        return _OTHER_MAIN_TYPES.sub(_PRESENTATION_MAIN_TYPE, data)
+    return data
 
 
 class _Slide:
