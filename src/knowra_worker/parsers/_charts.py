@@ -82,11 +82,6 @@ def chart_blocks(chart: Chart, page: int | None = None) -> Iterator[Block]:
         yield Block(BlockKind.TABLE, text, page=page, rows=tuple(rows))
 
 
-def chart_text(chart: Chart) -> str:
-    """The whole chart as text (for a place that holds one text, like a spreadsheet cell)."""
-    return "\n".join(block.text for block in chart_blocks(chart))
-
-
 def _local(element: Any) -> str:
     tag = element.tag
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""

@@ -21,7 +21,7 @@ from knowra_worker.parsers._common import (
     strip_controls,
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
-from knowra_worker.parsers._tables import RowBatcher, row_line
+from knowra_worker.parsers._tables import RowBatcher
 from knowra_worker.parsers.base import Content, Format
 
 CSV = "text/csv"
@@ -71,12 +71,6 @@ def sniff_delimiter(sample: str) -> str:
         return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
     except csv.Error:
         return ","
-
-
-def csv_row_line(row: list[str]) -> str:
-    """A row as one line: cells stripped and joined with " | ", trailing empty cells dropped."""
-    cells = (" ".join(strip_controls(cell).split()) for cell in row)
-    return row_line(cells, drop_trailing_empty=True)
 
 
 FORMATS = (

@@ -442,7 +442,6 @@ class _RowReader:
         self.cell_text = cell_text
         self.keep_trailing = keep_trailing
         self.warnings: list[str] = []
-        self._pending_rows = 0
 
     def rows(self, row: Any) -> Iterator[tuple[str, ...]]:
         cells = self._cells(row)
