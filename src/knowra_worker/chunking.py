@@ -39,8 +39,15 @@ from knowra_worker.document import Block, BlockKind, TextFormat, pipe_table, ren
 from knowra_worker.tokens import TokenCounter, token_counter
 
 BLOCK_SEPARATOR = "\n\n"
-_SENTENCE_END = re.compile(r"[.!?;:。！？；](?=\s)|[。！？；]")
+_SEP_LEN = len(BLOCK_SEPARATOR)
+_SENTENCE_END = r"[.!?;:。！？；](?=\s)|[。！？；]"
 _SEPARATORS = ("\n\n", "\n")
+# Matched from a window's start, these end where the window's last sentence end (or last
+# whitespace) does: one search from the right instead of a match object per sentence or a
+# loop over characters.
+_LAST_SENTENCE_END = re.compile(rf"(?s:.*)(?:{_SENTENCE_END})")
+_LAST_SPACE = re.compile(r"(?s:.*)\s")
+_WORD_START = re.compile(r"(?<=\s)\S")  # a non-space after a space (may look before `pos`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,28 @@ class RawChunk:
     headings: tuple[str, ...]
     content_type: str
     header_chars: int = 0  # leading characters repeating a table's header, outside the offsets
+
+
+_SET_FIELDS = tuple(getattr(RawChunk, name).__set__ for name in RawChunk.__slots__)
+
+
+def _new_chunk(*fields: Any) -> RawChunk:
+    """RawChunk(*fields), all nine given, for the hot loop: the generated __init__ of a
+    frozen dataclass sets each field through object.__setattr__, slower than the slots'
+    own setters, and took a fifth of the chunker's time."""
+    chunk = object.__new__(RawChunk)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = _SET_FIELDS
+    f0, f1, f2, f3, f4, f5, f6, f7, f8 = fields
+    s0(chunk, f0)
+    s1(chunk, f1)
+    s2(chunk, f2)
+    s3(chunk, f3)
+    s4(chunk, f4)
+    s5(chunk, f5)
+    s6(chunk, f6)
+    s7(chunk, f7)
+    s8(chunk, f8)
+    return chunk
 
 
 @dataclass(slots=True)
@@ -136,23 +165,35 @@ class Chunker:
         self.text_format = text_format
         self.measure = Measure(tokenizer)
         self.state = state or ChunkerState()
+        # the heading path as chunks carry it, built again only when `state.headings` is
+        # replaced (`_open_heading` assigns a new list)
+        self._path_of: list[tuple[int, str]] | None = None
+        self._path: tuple[str, ...] = ()
 
     # -- feeding ------------------------------------------------------------------------
 
     def feed(self, block: Block) -> list[RawChunk]:
-        text = render(block, self.text_format)
+        kind = block.kind
+        if kind is BlockKind.PARAGRAPH and not block.markdown:
+            text = block.text.strip()  # what `render` gives in either format
+        else:
+            text = render(block, self.text_format)
         if not text:
             return []
         out: list[RawChunk] = []
-        if block.kind is BlockKind.HEADING:
+        st = self.state
+        if kind is BlockKind.HEADING:
             self._open_heading(block.level, block.text.strip(), out)
-        elif block.kind is BlockKind.TABLE:
+        elif kind is BlockKind.TABLE:
             self._table(block, text, out)
             return out
-        self._append(text, block.page)
-        if block.kind is not BlockKind.HEADING:
-            self.state.pending_body = True
-        self._emit_full(out)
+        else:
+            st.pending_body = True
+        pending = self._append(text, block.page)
+        # a unit (character or token) holds at least one character: with no more characters
+        # than a chunk's size pending there is nothing to emit yet, and most blocks stop here
+        if len(pending) > self.size:
+            self._emit_full(out)
         return out
 
     def feed_all(self, blocks: list[Block]) -> list[RawChunk]:
@@ -176,19 +217,22 @@ class Chunker:
         st.headings = [(lv, t) for lv, t in st.headings if lv < level] + [(level, text)]
         st.pending_heading_level = level
 
-    def _append(self, text: str, page: int | None) -> None:
+    def _append(self, text: str, page: int | None) -> str:
+        """Add a block's text to the extracted text and to pending; answers pending."""
         st = self.state
-        sep = BLOCK_SEPARATOR if st.doc_offset > 0 else ""
-        block_start = st.doc_offset + len(sep)
+        block_start = st.doc_offset + _SEP_LEN if st.doc_offset > 0 else 0
         st.doc_offset = block_start + len(text)
-        if st.pending:
-            st.pending += sep
+        pending = st.pending
+        if pending:  # then some text came before: the separator goes between
+            rel = len(pending) + _SEP_LEN
+            pending = f"{pending}{BLOCK_SEPARATOR}{text}"
         else:
-            st.pending_start = block_start
-            st.page_marks = []
-        if not st.page_marks or st.page_marks[-1][1] != page:
-            st.page_marks.append((len(st.pending), page))
-        st.pending += text
+            st.pending_start, st.page_marks, rel, pending = block_start, [], 0, text
+        st.pending = pending
+        marks = st.page_marks
+        if not marks or marks[-1][1] != page:
+            marks.append((rel, page))
+        return pending
 
     def _flush(self, out: list[RawChunk], content_type: str = "text") -> None:
         """Emit everything pending: the open section (or table) ends here."""
@@ -218,7 +262,11 @@ class Chunker:
 
     def _emit_full(self, out: list[RawChunk], content_type: str = "text") -> None:
         """Emit chunks while more than one chunk's worth of text is pending."""
-        pos = self._cut(0, len(self.state.pending), content_type, out, final=False)
+        pending = self.state.pending
+        if self.measure.exact:
+            pos = self._cut_chars(pending, 0, content_type, out)
+        else:
+            pos = self._cut(0, len(pending), content_type, out, final=False)
         if pos:
             self._drop_prefix(pos)
 
@@ -226,11 +274,14 @@ class Chunker:
         """Emit chunks of pending[pos:stop] while more than a chunk's worth is left; with
         `final` the rest too. Answers where the text not yet emitted starts."""
         text = self.state.pending[:stop]
-        while (hi := self.measure.span(text, pos, self.size)) is not None:
-            start, end, hard = self._piece(text, pos, hi)
-            if end > start:
-                out.append(self._make_chunk(start, end, content_type))
-            pos = self._next_start(text, start, end, hard)
+        if self.measure.exact:
+            pos = self._cut_chars(text, pos, content_type, out)
+        else:
+            while (hi := self.measure.span(text, pos, self.size)) is not None:
+                start, end, hard = self._piece(text, pos, hi)
+                if end > start:
+                    out.append(self._make_chunk(start, end, content_type))
+                pos = self._next_start(text, start, end, hard)
         if final:
             start, end = _strip_span(text, pos, stop)
             if end > start:
@@ -238,45 +289,70 @@ class Chunker:
             pos = stop
         return pos
 
+    def _cut_chars(self, text: str, pos: int, content_type: str, out: list[RawChunk]) -> int:
+        """`_cut`'s loop when sizes count characters, where every length is an index
+        difference: the pieces `_piece` and `_next_start` would find, and the chunks
+        `_make_chunk` would make, without measuring or a call per step."""
+        size, overlap, n = self.size, self.overlap, len(text)
+        if n - pos <= size:
+            return pos
+        st = self.state
+        lo_step = min(self.min_split, size - 1) if size > 1 else 0  # as `_piece` places lo
+        base, seq, path = st.pending_start, st.seq, self._heading_path()
+        marks = st.page_marks
+        one_page = len(marks) == 1 and marks[0][0] <= pos  # every chunk below starts at pos or on
+        page_start = page_end = marks[0][1] if one_page else None
+        word_start = _WORD_START.search
+        while n - pos > size:
+            lo, hi = pos + lo_step, pos + size
+            cut, hard = text.rfind("\n\n", lo, hi + 2), False  # -1 or at least lo
+            if cut <= pos:
+                cut, hard = _find_split(text, pos, lo, hi)
+            start, end = pos, cut  # `_strip_span`
+            while start < end and text[start].isspace():
+                start += 1
+            while end > start and text[end - 1].isspace():
+                end -= 1
+            if end > start:
+                if not one_page:
+                    page_start, page_end = _page_at(marks, start), _page_at(marks, end - 1)
+                chunk = _new_chunk(
+                    seq, text[start:end], base + start, base + end, page_start, page_end, path,
+                    content_type, 0,
+                )  # fmt: skip
+                out.append(chunk)
+                seq += 1
+            # `_next_start`: the first word start in the overlap window, every length fitting
+            lo = max(end - overlap, start + 1)
+            if word := word_start(text, lo, end):
+                pos = word.start()
+            elif hard and overlap:
+                pos = lo
+            else:
+                pos = _skip_space(text, end)
+        st.seq = seq
+        return pos
+
     def _piece(self, text: str, pos: int, hi: int) -> tuple[int, int, bool]:
         """The next chunk's (start, end, cut hard) in text[pos:hi], checked in the unit."""
         while True:
             lo = self.measure.span(text, pos, self.min_split) or pos
             lo = min(lo, hi - 1) if hi > pos + 1 else pos
-            cut, hard = self._find_split(text, pos, lo, hi)
+            cut, hard = _find_split(text, pos, lo, hi)
             start, end = _strip_span(text, pos, cut)
             if self.measure.exact or self.measure.length(text[start:end]) <= self.size:
                 return start, end, hard
             hi = max(pos + 1, min(cut, hi) - max(1, (hi - pos) // 20))
 
-    def _find_split(self, text: str, pos: int, lo: int, hi: int) -> tuple[int, bool]:
-        """Best end of a chunk starting at pos: (cut, whether it was cut hard)."""
-        for sep in _SEPARATORS:
-            idx = text.rfind(sep, lo, hi + len(sep))
-            if idx >= lo and idx > pos:
-                return idx, False
-        best = -1
-        for m in _SENTENCE_END.finditer(text, lo, hi):
-            best = m.end()
-        if best >= lo and best > pos:
-            return best, False
-        for idx in range(hi, max(lo, pos + 1) - 1, -1):
-            if idx < len(text) and text[idx].isspace():
-                return idx, False
-        return hi, True
-
     def _next_start(self, text: str, start: int, end: int, hard: bool) -> int:
         """Where the next chunk starts: a word boundary within the overlap window."""
         lo = max(self.measure.tail_start(text, start, end, self.overlap), start + 1)
-        for q in range(lo, end):
-            if not text[q].isspace() and text[q - 1].isspace() and self._shares(text, q, end):
-                return q
+        for word in _WORD_START.finditer(text, lo, end):
+            if self._shares(text, word.start(), end):
+                return word.start()
         if hard and self.overlap and self._shares(text, lo, end):
             return lo
-        q = end
-        while q < len(text) and text[q].isspace():
-            q += 1
-        return q
+        return _skip_space(text, end)
 
     def _shares(self, text: str, q: int, end: int) -> bool:
         return self.measure.exact or self.measure.length(text[q:end]) <= self.overlap
@@ -294,27 +370,35 @@ class Chunker:
                 marks.append((rel - pos, p))
         st.page_marks = [(0, page), *marks]
 
-    def _page_at(self, rel: int) -> int | None:
-        page = None
-        for mark, p in self.state.page_marks:
-            if mark > rel:
-                break
-            page = p
-        return page
+    def _heading_path(self) -> tuple[str, ...]:
+        """The heading path of chunks made now (the texts of `state.headings`)."""
+        headings = self.state.headings
+        if headings is not self._path_of:
+            self._path_of, self._path = headings, tuple(t for _, t in headings)
+        return self._path
 
-    def _make_chunk(self, start: int, end: int, content_type: str, header: str = "") -> RawChunk:
+    def _make_chunk(
+        self, start: int, end: int, content_type: str, header: str = "", text: str | None = None
+    ) -> RawChunk:
+        """The chunk of pending[start:end] (`text`: pending, or a prefix of it holding end)."""
         st = self.state
+        marks = st.page_marks
+        if len(marks) == 1 and marks[0][0] <= start:  # one page mark: most chunks
+            page_start = page_end = marks[0][1]
+        else:
+            page_start, page_end = _page_at(marks, start), _page_at(marks, end - 1)
+        body = (st.pending if text is None else text)[start:end]
         chunk = RawChunk(
-            seq=st.seq,
-            text=header + st.pending[start:end],
-            char_start=st.pending_start + start,
-            char_end=st.pending_start + end,
-            page_start=self._page_at(start),
-            page_end=self._page_at(end - 1),
-            headings=tuple(t for _, t in st.headings),
-            content_type=content_type,
-            header_chars=len(header),
-        )
+            st.seq,
+            header + body if header else body,
+            st.pending_start + start,
+            st.pending_start + end,
+            page_start,
+            page_end,
+            self._heading_path(),
+            content_type,
+            len(header),
+        )  # positional: a frozen dataclass sets each field by keyword more slowly
         st.seq += 1
         return chunk
 
@@ -390,6 +474,37 @@ def _line_starts(lines: list[str]) -> list[int]:
         starts.append(pos)
         pos += len(line) + 1
     return starts
+
+
+def _find_split(text: str, pos: int, lo: int, hi: int) -> tuple[int, bool]:
+    """Best end of a chunk starting at pos, in [lo, hi]: (cut, whether it was cut hard)."""
+    for sep in _SEPARATORS:
+        idx = text.rfind(sep, lo, hi + len(sep))
+        if idx >= lo and idx > pos:
+            return idx, False
+    sentence = _LAST_SENTENCE_END.match(text, lo, hi)  # ends after lo, if at all
+    if sentence and sentence.end() > pos:
+        return sentence.end(), False
+    space = _LAST_SPACE.match(text, max(lo, pos + 1), min(hi + 1, len(text)))
+    if space:
+        return space.end() - 1, False
+    return hi, True
+
+
+def _page_at(marks: list[tuple[int, int | None]], rel: int) -> int | None:
+    """The page of pending[rel]: that of the last mark at or before it."""
+    page = None
+    for mark, p in marks:
+        if mark > rel:
+            break
+        page = p
+    return page
+
+
+def _skip_space(text: str, q: int) -> int:
+    while q < len(text) and text[q].isspace():
+        q += 1
+    return q
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:

@@ -4,8 +4,10 @@ The worker that claims such a task (the *joiner*) splits it into parts of
 `KNOWRA_PART_PAGES` pages (store: SPLIT), sends one message per part, and then feeds its
 chunker every unit in page order: a unit a part's worker has parsed and stored, or, when the
 unit's part is held by nobody (not started yet, or its worker died), units it parses itself
-(taking the part over). The chunker therefore sees exactly the unit sequence of an unsplit
-run, so the chunks are identical to an unsplit run's (seq, text, metadata, ids), whichever
+(taking the part over). While the next unit's part is another worker's and not stored yet,
+the joiner does not wait idle: it takes a later part nobody holds and parses it as that
+part's worker would, storing its units for when it gets there. The chunker therefore
+sees exactly the unit sequence of an unsplit run, so the chunks are identical to an unsplit run's (seq, text, metadata, ids), whichever
 process parsed which page; chunking, checkpoints, pause, cancel and crash recovery of the
 task are the joiner's and work as for any task. A part's worker stores units only while the
 task runs: a pause, a cancel or a stopped instance stops it at its next store, and the part
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -107,14 +110,16 @@ class JoinedDocument:
         holder: str,
         settings: Settings,
         between_units: Callable[[State | None], None],
+        should_yield: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store, self.task_id, self.path, self.source = store, task_id, path, source
         self.mime_type, self.unit_name = shape.mime_type, shape.unit_name
         self.units_total, self.units_total_exact = shape.units_total, True
         self.parts, self.holder, self.settings = parts, holder, settings
-        self.between_units = between_units
+        self.between_units, self.should_yield = between_units, should_yield
         self.lease_ms = int(settings.lease_ttl_s * 1000)
         self.parsed_here = 0  # units this worker parsed itself (not taken from a part's)
+        self.finished = {number for number, part in enumerate(parts) if part.done}
 
     def take_parsed_here(self) -> int:
         count, self.parsed_here = self.parsed_here, 0
@@ -135,6 +140,9 @@ class JoinedDocument:
             parsed = yield from self._parse_here(index)
             if parsed:
                 index, waited = parsed, 0
+                continue
+            if self._work_ahead(index):
+                waited = 0
                 continue
             waited += 1
             time.sleep(min(_WAIT_S[0] * 2**waited, _WAIT_S[1]))
@@ -168,13 +176,46 @@ class JoinedDocument:
             )
         return part.end
 
+    def _work_ahead(self, index: int) -> bool:
+        """While `index`'s part is another worker's and not stored yet: parse a later part
+        that nobody holds, storing its units as a part's worker would, instead of waiting.
+        Whether a part was parsed (or the search should start again)."""
+        current, _ = self._part_of(index)
+        for number in range(current + 1, len(self.parts)):
+            if number in self.finished:
+                continue
+            state, done, held = self.store.part_progress(self.task_id, number)
+            self.between_units(state)
+            if done:
+                self.finished.add(number)
+                continue
+            if held:
+                continue
+            claim = self.store.claim_part(
+                self.task_id, number, self.holder, self.lease_ms, self.source
+            )
+            if not claim.ok:
+                continue
+            worker = PartWorker(self.store, self.task_id, number, claim.epoch, self.holder,
+                                self.lease_ms, self.should_yield)  # fmt: skip
+            outcome = "stopped"
+            try:
+                outcome = worker.parse(self.path, claim.next, claim.end)
+                if outcome == "done":
+                    self.finished.add(number)
+            finally:
+                if outcome != "done":  # give the part up: whoever needs it takes it at once
+                    with contextlib.suppress(KnowraError):
+                        self.store.renew_part(self.task_id, number, self.holder, 0)
+            return True
+        return False
+
     def _parse_range(self, first: int, end: int, held: int | None) -> Iterator[Unit]:
         renewed, finished = time.monotonic(), False
         try:
             with registry.open_document(self.path) as doc:
-                for unit in doc.units(first):
-                    if unit.index >= end:
-                        break
+                # one unit per page: the page after the range is never read
+                for unit in itertools.islice(doc.units(first), end - first):
                     self.parsed_here += 1
                     yield unit
                     if held is not None and time.monotonic() - renewed > 1.0:
@@ -238,28 +279,47 @@ class PartRunner:
         path = resolve_allowed(str(path), self.settings.allowed_roots)
         if signature(path) != self.source:
             return "stale"  # the file changed: the task's own worker starts over
+        worker = PartWorker(self.store, task_id, number, epoch, self.holder, self.lease_ms,
+                            self.should_yield)  # fmt: skip
+        return worker.parse(path, first, end)
+
+
+class PartWorker:
+    """Parses the units first..end-1 of one claimed part and stores them as it goes (at
+    least every STORE_EVERY_S, and at once when the instance is going away). It stops at
+    the first store the task refuses (paused, cancelled, handed back, part taken over); the
+    part then goes on from the last unit stored. An unreadable page is stored as an error
+    at its place: the joiner fails the task when it gets there."""
+
+    def __init__(self, store: TaskStore, task_id: str, number: int, epoch: int, holder: str,
+                 lease_ms: int, should_yield: Callable[[], bool]) -> None:  # fmt: skip
+        self.store, self.task_id, self.number, self.epoch = store, task_id, number, epoch
+        self.holder, self.lease_ms, self.should_yield = holder, lease_ms, should_yield
+
+    def parse(self, path: Path, first: int, end: int) -> str:
+        """'done', or 'stopped' when a store was refused."""
         batch: list[tuple[int, str]] = []
         next_index, last_store = first, time.monotonic()
         try:
             with registry.open_document(path) as doc:
-                for unit in doc.units(first):
-                    if unit.index >= end:
-                        break
+                for unit in itertools.islice(doc.units(first), end - first):
                     batch.append((unit.index, encode_unit(unit)))
                     next_index = unit.index + 1
                     if time.monotonic() - last_store >= STORE_EVERY_S or self.should_yield():
-                        if not self._store(task_id, number, epoch, batch):
+                        if not self._store(batch):
                             return "stopped"
                         batch, last_store = [], time.monotonic()
         except PermanentError as exc:  # this page is unreadable: the task fails there
             batch.append((next_index, encode_error(exc)))
-        return "done" if self._store(task_id, number, epoch, batch) else "stopped"
+        return "done" if self._store(batch) else "stopped"
 
-    def _store(self, task_id: str, number: int, epoch: int, batch: list[tuple[int, str]]) -> bool:
+    def _store(self, batch: list[tuple[int, str]]) -> bool:
         if not batch:
             return True
-        reply = self.store.store_units(task_id, number, epoch, self.holder, self.lease_ms, batch)
+        reply = self.store.store_units(
+            self.task_id, self.number, self.epoch, self.holder, self.lease_ms, batch
+        )
         if not reply.ok:
-            log.info("task %s part %d: stopping (%s, task %s)", task_id, number,
+            log.info("task %s part %d: stopping (%s, task %s)", self.task_id, self.number,
                      reply.outcome, reply.state)  # fmt: skip
         return reply.ok

@@ -276,7 +276,7 @@ class TaskRunner:
                     self.enqueue_part(own.task_id, number, own.source, priority)
         holder = f"{self.instance_id}:{os.getpid()}"
         return JoinedDocument(self.store, own.task_id, path, own.source, doc, made, holder,
-                              self.settings, own.between_units)  # fmt: skip
+                              self.settings, own.between_units, self.should_yield)  # fmt: skip
 
     def _parse_units(
         self, own: _Owned, doc: Document, chunker: Chunker, ctx: ChunkContext, next_unit: int

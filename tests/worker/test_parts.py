@@ -85,6 +85,28 @@ def test_parts_parsed_by_other_workers_are_joined_in_page_order(split: Split) ->
     assert split.check().units_parsed == PAGES  # every page parsed exactly once
 
 
+def test_the_joiner_parses_later_parts_while_another_worker_holds_the_next(
+    split: Split,
+) -> None:
+    """Part 1 (pages 3-5) is held by a worker that never stores: the joiner does not wait
+    for it idle but parses the later parts, storing them; when the holder's lease lapses it
+    takes part 1 over. Every page parsed once, by the joiner, and the unsplit chunks."""
+    rig = split.rig
+    parsed: list[int] = []
+
+    def hook(index: int) -> None:
+        if index == 0 and not parsed:
+            source = rig.store.r.hget(rig.store.keys.parts(split.task_id), "source")
+            claim = rig.store.claim_part(split.task_id, 1, "w9:1", 400, str(source))
+            assert claim.ok  # another worker holds part 1 for 0.4 s, then dies silently
+        parsed.append(index)
+
+    rig.hook = hook
+    assert split.joiner().run(split.task_id) is Outcome.SUCCEEDED
+    assert split.check().units_parsed == PAGES
+    assert parsed == [0, 1, 2, *range(6, PAGES), 3, 4, 5]  # later parts first, then part 1
+
+
 def test_a_pause_stops_the_parts_and_a_resume_goes_on(split: Split) -> None:
     rig = split.rig
 

@@ -26,6 +26,8 @@ import os
 import re
 import statistics
 import threading
+import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -498,10 +500,13 @@ def needs_ocr(page: _TextLayer) -> str:
     """
     if not enabled():
         return ""
-    visible = [c for text in _texts(page) for c in text if not c.isspace()]
+    # by distinct character: a page has thousands of characters but few distinct ones
+    counts = Counter("".join(_texts(page)))
+    visible = {c: n for c, n in counts.items() if not c.isspace()}
     if not any(c.isalnum() for c in visible):
         return "has no text layer"
-    if sum(_readable(c) for c in visible) < _MIN_GOOD_SHARE * len(visible):
+    readable = sum(n for c, n in visible.items() if _readable(c))
+    if readable < _MIN_GOOD_SHARE * sum(visible.values()):
         return "has an unreadable text layer"
     return ""
 
@@ -514,8 +519,6 @@ def _texts(page: _TextLayer) -> Iterator[str]:
 
 
 def _readable(char: str) -> bool:
-    import unicodedata
-
     return char != "\ufffd" and unicodedata.category(char) not in {"Co", "Cn", "Cs", "Cc"}
 
 

@@ -14,6 +14,7 @@ Coordinates are PDF points with y growing upwards, as pdfium gives them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -78,15 +79,16 @@ def edge_key(text: str) -> str:
     return _NOT_WORD.sub(" ", _ROMAN.sub("0", text)).strip() or "0"
 
 
-def edge_keys(text: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)  # running heads recur page after page
+def edge_keys(text: str) -> frozenset[str]:
     """The line's key, and for a line that starts or ends (not both) with a page number,
     its shape: first and last words (`Chapter 2. Roles ... 11` and `Chapter 3. Row ... 15` share
     `chapter … 0`), as running heads that name the chapter differ in their middle."""
     key = edge_key(text)
     words = key.split()
     if len(words) < 3 or (words[0] == "0") == (words[-1] == "0"):
-        return {key}  # numbered at both ends is a contents line, not a running head
-    return {key, f"{words[0]} … {words[-1]}"}
+        return frozenset((key,))  # numbered at both ends is a contents line, not a running head
+    return frozenset((key, f"{words[0]} … {words[-1]}"))
 
 
 def repeated_edges(sampled: Sequence[Iterable[str]]) -> frozenset[str]:
@@ -102,21 +104,26 @@ def _edge_sized(text: str) -> bool:
     return 0 < len(text.strip()) <= _EDGE_MAX_CHARS
 
 
+def edge_lines(page: PageLines) -> list[Line]:
+    """The page's placed lines inside its top or bottom band."""
+    if page.height <= 0:
+        return []
+    low, high = EDGE_BAND * page.height, (1 - EDGE_BAND) * page.height
+    return [line for line in page.lines if line.placed and (line.bottom >= high or line.top <= low)]
+
+
 def drop_edges(page: PageLines, repeated: frozenset[str]) -> list[Line]:
     """The page's lines without its running headers and footers."""
-    if not repeated or page.height <= 0:
+    if not repeated:
         return page.lines
-    low, high = EDGE_BAND * page.height, (1 - EDGE_BAND) * page.height
-    return [
+    edges = [
         line
-        for line in page.lines
-        if not (
-            line.placed
-            and (line.bottom >= high or line.top <= low)
-            and _edge_sized(line.text)
-            and not edge_keys(line.text).isdisjoint(repeated)
-        )
+        for line in edge_lines(page)
+        if _edge_sized(line.text) and not edge_keys(line.text).isdisjoint(repeated)
     ]
+    if not edges:
+        return page.lines
+    return [line for line in page.lines if not any(line is edge for edge in edges)]
 
 
 # --- reading order ----------------------------------------------------------------------------

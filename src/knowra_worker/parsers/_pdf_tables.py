@@ -53,7 +53,9 @@ class Char:
         return (self.left, self.bottom, self.right, self.top)
 
 
-CharBoxes = Callable[[], list[Char]]  # the page's characters, read only when needed
+# the page's characters that may lie in a box (x0, top, x1, bottom; page height), read only
+# for the tables found
+CharBoxes = Callable[[Box, float], list[Char]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ def find_tables(
         grid = CellTable(None, group)  # type: ignore[arg-type]  # rows need only the cells
         if not _grid_like(grid):
             continue
-        texts, covered = _cell_texts(grid.cells, chars(), height)
+        texts, covered = _cell_texts(grid.cells, chars(grid.bbox, height), height)
         rows = _rows(grid, texts)
         if len(rows) >= 2 and max(len(row) for row in rows) >= 2 and _has_text(rows):
             tables.append(Table(grid.bbox, rows, covered))
@@ -156,30 +158,43 @@ def _ligatures_in_order(piece: list[Char]) -> str:
 
 
 def _edges(page: pdfium.PdfPage, height: float) -> list[dict[str, Any]]:
+    """The page's ruling lines. Every page pays for this walk over its objects, so the
+    pdfium functions and the values they fill are looked up and made once per page."""
     import pypdfium2.raw as pdfium_c
 
+    handle = page.raw
     get_object, get_type = pdfium_c.FPDFPage_GetObject, pdfium_c.FPDFPageObj_GetType
     path_type = pdfium_c.FPDF_PAGEOBJ_PATH
-    paths = [
-        obj
-        for obj in (get_object(page, i) for i in range(pdfium_c.FPDFPage_CountObjects(page)))
-        if get_type(obj) == path_type
-    ]
-    if len(paths) > _MAX_PATHS:
+    paths = []
+    for i in range(pdfium_c.FPDFPage_CountObjects(handle)):
+        obj = get_object(handle, i)
+        if get_type(obj) == path_type:
+            paths.append(obj)
+    if not paths or len(paths) > _MAX_PATHS:
         return []
-    return [edge for obj in paths if _drawn(obj) for edge in _object_edges(obj, height)]
+    get_mode, get_bounds = pdfium_c.FPDFPath_GetDrawMode, pdfium_c.FPDFPageObj_GetBounds
+    fill, stroke = ctypes.c_int(0), ctypes.c_int(0)
+    modes = (ctypes.byref(fill), ctypes.byref(stroke))
+    left, bottom, right, top = (ctypes.c_float(0) for _ in range(4))
+    bounds = [ctypes.byref(v) for v in (left, bottom, right, top)]
+    edges = []
+    for obj in paths:
+        if not get_mode(obj, *modes) or not (fill.value or stroke.value):
+            continue  # drawn neither filled nor stroked: nothing to see
+        if get_bounds(obj, *bounds):
+            box = (left.value, bottom.value, right.value, top.value)
+            edges.extend(_object_edges(obj, box, height))
+    return edges
 
 
-def _object_edges(obj: Any, height: float) -> list[dict[str, Any]]:
+def _object_edges(
+    obj: Any, box: tuple[float, float, float, float], height: float
+) -> list[dict[str, Any]]:
     """A thin path (a rule, a thin filled rectangle) is one edge, read from its bounds;
     other paths are walked segment by segment, unless they are long (curves of a figure)."""
     import pypdfium2.raw as pdfium_c
 
-    left, bottom, right, top = (ctypes.c_float(0) for _ in range(4))
-    bounds = [ctypes.byref(v) for v in (left, bottom, right, top)]
-    if not pdfium_c.FPDFPageObj_GetBounds(obj, *bounds):
-        return []
-    x0, y0, x1, y1 = left.value, bottom.value, right.value, top.value
+    x0, y0, x1, y1 = box
     if y1 - y0 <= 2 * _AXIS_SLACK or x1 - x0 <= 2 * _AXIS_SLACK:
         if y1 - y0 <= 2 * _AXIS_SLACK:
             edge = _edge(x0, (y0 + y1) / 2, x1, (y0 + y1) / 2, height)
@@ -189,15 +204,6 @@ def _object_edges(obj: Any, height: float) -> list[dict[str, Any]]:
     if pdfium_c.FPDFPath_CountSegments(obj) > _MAX_SEGMENTS:
         return []
     return _path_edges(obj, height)
-
-
-def _drawn(obj: Any) -> bool:
-    import pypdfium2.raw as pdfium_c
-
-    fill, stroke = ctypes.c_int(0), ctypes.c_int(0)
-    if not pdfium_c.FPDFPath_GetDrawMode(obj, ctypes.byref(fill), ctypes.byref(stroke)):
-        return False
-    return bool(fill.value or stroke.value)
 
 
 def _path_edges(obj: Any, height: float) -> list[dict[str, Any]]:

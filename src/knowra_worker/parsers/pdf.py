@@ -58,10 +58,10 @@ from knowra_worker.parsers._common import (
 )
 from knowra_worker.parsers._ocr import needs_ocr, ocr_page
 from knowra_worker.parsers._pdf_layout import (
-    EDGE_BAND,
     Line,
     PageLines,
     drop_edges,
+    edge_lines,
     has_arabic,
     join_lines,
     logical_order,
@@ -70,15 +70,18 @@ from knowra_worker.parsers._pdf_layout import (
     sample_pages,
     space_scripts,
 )
-from knowra_worker.parsers._pdf_tables import Char, Table, find_tables
+from knowra_worker.parsers._pdf_tables import Box, Char, CharBoxes, Table, find_tables
 from knowra_worker.parsers._tables import row_line, table_text
 from knowra_worker.parsers.base import BaseDocument, Content, Format
 from knowra_worker.parsers.detect import PDF
+from knowra_worker.paths import signature
 
 if TYPE_CHECKING:  # pypdfium2 is imported where a file is opened, not with this module
     import pypdfium2 as pdfium
 
 PDFIUM_LOCK = threading.RLock()
+_FACTS_KEPT = 4  # documents whose running headers and outline a process remembers
+_FACTS: dict[tuple[str, str], tuple[frozenset[str], dict[int, tuple[tuple[int, str], ...]]]] = {}
 
 
 @contextlib.contextmanager
@@ -105,6 +108,7 @@ _SOFT_HYPHEN = "\ufffe"
 _SOFT_BREAK = re.compile(r"(\w+)\ufffe(\w+)")
 _BOLD_NAME = re.compile(rb"bold|black|heavy|demi|(?:cm|sf|ec|lm)bx|medi(?!um)")
 _NOT_WORD = re.compile(r"[\W_]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")  # as strip_controls
 _GLUED_MARK = re.compile(r"[^\W\d_](?=\d)")  # a letter, then a digit
 _ALEF_LAM = re.compile("[\u0622\u0623\u0625\u0627]\u0644")
 _ARABIC_WORD = re.compile("[\u0621-\u064a\u066e-\u06d3]{2,}")
@@ -121,6 +125,7 @@ _MIN_BODY_CHARS = 200
 _MAX_LEVEL = 9
 _OUTLINE_MAX_DEPTH = 8
 _OUTLINE_MAX_ITEMS = 20_000
+_TITLE_SPREAD = 4  # a text this many times longer than a title's key cannot match it
 _BOLD_WEIGHT = 600
 _FORCE_BOLD = 1 << 18  # PDF font descriptor flag ForceBold
 _MARK_SIZE = 0.85  # a mark's box height against its word's
@@ -130,6 +135,7 @@ _SAME_BOX = 0.01  # points
 _LEVEL = 0.01  # radians: a character's angle that is still horizontal text
 _FONT_NAME_SIZE = 128
 _FONT_NAME = ctypes.create_string_buffer(_FONT_NAME_SIZE)  # used with PDFIUM_LOCK held
+_FONT_FLAGS = ctypes.c_int(0)  # likewise
 
 
 class PdfDocument(BaseDocument):
@@ -139,16 +145,24 @@ class PdfDocument(BaseDocument):
     def __init__(self, path: Path, mime_type: str) -> None:
         self.mime_type = mime_type
         self._pdf: pdfium.PdfDocument | None = _load(path)
+        self._read: dict[int, PageLines] = {}  # pages read ahead (the sample), until served
         with pdfium_section():
             self.units_total = len(self._pdf)
-            # Decided once from the whole document, so that every page reads alike whatever
-            # page a run starts at.
-            self._edges = _repeated_edges(self._pdf, self.units_total)
-            self._outline = _outline(self._pdf)
+        # Decided once from the whole document, so that every page reads alike whatever
+        # page a run starts at; kept per process for the other parts of a split document.
+        key = (str(path), signature(path))
+        facts = _FACTS.get(key)
+        if facts is None:
+            with pdfium_section():
+                outline = _outline(self._pdf)
+            facts = _FACTS[key] = (self._repeated_edges(), outline)
+            while len(_FACTS) > _FACTS_KEPT:
+                del _FACTS[next(iter(_FACTS))]
+        self._edges, self._outline = facts
 
     def units(self, start: int = 0) -> Iterator[Unit]:
         for index in range(max(0, start), self.units_total):
-            page = self._page_lines(index)  # the lines of the page as extracted
+            page = self._read.pop(index, None) or self._page_lines(index)
             reason = needs_ocr(page)  # no usable text layer (a scan): read it by OCR
             if reason and (page.lines or self._has_images(index)):  # not a blank page
                 yield ocr_page(self._pdf, index, reason, PDFIUM_LOCK)
@@ -157,10 +171,26 @@ class PdfDocument(BaseDocument):
             yield Unit(index, self._blocks(page, index), warnings)
 
     def close(self) -> None:
+        self._read.clear()
         pdf, self._pdf = self._pdf, None
         if pdf is not None:
             with pdfium_section():
                 pdf.close()
+
+    def _repeated_edges(self) -> frozenset[str]:
+        """Running headers and footers, from the edge bands of a fixed sample of pages. The
+        sampled pages are read whole and kept: the run serves them without reading again
+        (a short document is sampled entirely)."""
+        sampled = []
+        for index in sample_pages(self.units_total):
+            try:
+                page = self._page_lines(index)
+            except KnowraError as exc:  # an unreadable page says nothing about the others
+                log.debug("page %d skipped while looking for running headers: %s", index + 1, exc)
+                continue  # (the run reads it again, and fails there)
+            self._read[index] = page
+            sampled.append([line.text for line in edge_lines(page)])
+        return repeated_edges(sampled) if len(sampled) >= 2 else frozenset()
 
     def _blocks(self, page: PageLines, index: int) -> list[Block]:
         lines = reading_order(drop_edges(page, self._edges))
@@ -232,34 +262,6 @@ def _load_error(exc: pdfium.PdfiumError) -> KnowraError:
 # --- the document as a whole (called with the lock held) ----------------------------------
 
 
-def _repeated_edges(pdf: pdfium.PdfDocument, total: int) -> frozenset[str]:
-    """Running headers and footers, from the top and bottom bands of a fixed sample of
-    pages (pdfium reads only the text inside those bands)."""
-    sampled = []
-    for index in sample_pages(total):
-        try:
-            sampled.append(_edge_lines(pdf, index))
-        except pdfium_error() as exc:  # an unreadable page says nothing about the others
-            log.debug("page %d skipped while looking for running headers: %s", index + 1, exc)
-    return repeated_edges(sampled) if len(sampled) >= 2 else frozenset()
-
-
-def _edge_lines(pdf: pdfium.PdfDocument, index: int) -> list[str]:
-    page = pdf[index]
-    try:
-        width, height = page.get_size()
-        textpage = page.get_textpage()
-        try:
-            band = EDGE_BAND * height
-            top = textpage.get_text_bounded(left=0, bottom=height - band, right=width, top=height)
-            bottom = textpage.get_text_bounded(left=0, bottom=0, right=width, top=band)
-        finally:
-            textpage.close()
-    finally:
-        page.close()
-    return [strip_controls(line) for line in _LINE_BREAK.split(top + "\n" + bottom)]
-
-
 def _outline(pdf: pdfium.PdfDocument) -> dict[int, tuple[tuple[int, str], ...]]:
     """The document's bookmarks by page index: (heading level, title key)."""
     by_page: dict[int, list[tuple[int, str]]] = {}
@@ -302,7 +304,7 @@ def _read_page(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLines:
     lines = _extract_lines(textpage, _soft_hyphens(text), index)
     warnings: list[str] = []
     try:
-        tables = find_tables(page, textpage, height, lambda: _page_chars(textpage, text, index))
+        tables = find_tables(page, textpage, height, _chars_near(textpage, text, index, lines))
     except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
         # an odd drawing the table finder cannot read: the page's text is still all there
         log.debug("table finder failed: %s", exc)
@@ -313,28 +315,72 @@ def _read_page(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLines:
 
 
 def _extract_lines(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -> list[Line]:
+    """The page's lines, each with its box, size and boldness. The checks for what pdfium
+    gets wrong (reference marks, right-to-left text, control characters) are made once on
+    the page's text, and per line only where the page needs them: this is the hot loop."""
+    fixes = _Fixes(text)
+    place = _Placer(textpage, index)
     lines = []
     for start, end in _line_spans(text):
-        visible = _fix_text(textpage, text, (start, end), index) if text[start:end].strip() else ""
+        raw = text[start:end]
+        visible = fixes.apply(textpage, raw, start, index) if raw and not raw.isspace() else ""
         line = Line(visible, span=(start, end))
-        if visible.strip():
-            _place(textpage, line, text, (start, end), index)
+        if visible and not visible.isspace():
+            place(line, raw, start, end)
         lines.append(line)
     return lines
 
 
-def _page_chars(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -> list[Char]:
-    """Every visible character of the page with its box (for pages with ruled tables)."""
+class _Fixes:
+    """Which of the per-line text fixes a page needs, decided from the whole page's text."""
+
+    def __init__(self, text: str) -> None:
+        self.marks = _GLUED_MARK.search(text) is not None
+        self.arabic = has_arabic(text)
+        self.controls = _CONTROL.search(text) is not None
+
+    def apply(self, textpage: pdfium.PdfTextPage, raw: str, start: int, index: _CharIndex) -> str:
+        if self.marks or self.arabic:
+            return _fix_text(textpage, raw, start, index)
+        return (strip_controls(raw) if self.controls else raw).rstrip()
+
+
+def _chars_near(
+    textpage: pdfium.PdfTextPage, text: str, index: _CharIndex, lines: list[Line]
+) -> CharBoxes:
+    """The characters, with their boxes, of the lines that reach a table's area (a line's
+    box is its first and last characters': a line's height of slack covers the others)."""
+
+    def chars(box: Box, height: float) -> list[Char]:
+        _, top, _, bottom = box
+        low, high = height - bottom, height - top  # in PDF space, y upwards
+        spans = [
+            line.span
+            for line in lines
+            if not line.placed or (line.bottom - line.size <= high and line.top + line.size >= low)
+        ]
+        return _page_chars(textpage, text, index, spans)
+
+    return chars
+
+
+def _page_chars(
+    textpage: pdfium.PdfTextPage, text: str, index: _CharIndex, spans: list[tuple[int, int]]
+) -> list[Char]:
+    """The visible characters of the given text spans, each with its box."""
     import pypdfium2.raw as pdfium_c
 
     left, bottom, right, top = (ctypes.c_double(0) for _ in range(4))
     boxes = [ctypes.byref(v) for v in (left, right, bottom, top)]
+    get_box, handle = pdfium_c.FPDFText_GetCharBox, textpage.raw
     chars = []
-    for offset, char in enumerate(text):
-        if char.isspace() or (at := index(offset)) < 0:
-            continue
-        if pdfium_c.FPDFText_GetCharBox(textpage, at, *boxes):
-            chars.append(Char(offset, char, left.value, bottom.value, right.value, top.value))
+    for start, end in spans:
+        for offset in range(start, end):
+            char = text[offset]
+            if char.isspace() or (at := index(offset)) < 0:
+                continue
+            if get_box(handle, at, *boxes):
+                chars.append(Char(offset, char, left.value, bottom.value, right.value, top.value))
     return chars
 
 
@@ -375,36 +421,37 @@ def _line_spans(text: str) -> Iterator[tuple[int, int]]:
     yield start, len(text)
 
 
-def _place(
-    textpage: pdfium.PdfTextPage,
-    line: Line,
-    text: str,
-    span: tuple[int, int],
-    chars: _CharIndex,
-) -> None:
-    """Set the line's box from its first and last visible characters' (loose) boxes, and
-    whether both are bold."""
-    import pypdfium2.raw as pdfium_c
+class _Placer:
+    """Sets a line's box from its first and last visible characters' (loose) boxes, and
+    whether both are bold. Called for every line of every page: pdfium's functions and the
+    two boxes it fills are looked up once per page."""
 
-    start, end = span
-    raw = text[start:end]
-    first = chars(start + len(raw) - len(raw.lstrip()))
-    last = chars(start + len(raw.rstrip()) - 1)
-    if first < 0 or last < 0:
-        return
-    box, box2 = _rects()
-    if not (
-        pdfium_c.FPDFText_GetLooseCharBox(textpage, first, box)
-        and pdfium_c.FPDFText_GetLooseCharBox(textpage, last, box2)
-    ):
-        return
-    line.left, line.right = min(box.left, box2.left), max(box.right, box2.right)
-    line.bottom, line.top = min(box.bottom, box2.bottom), max(box.top, box2.top)
-    line.size = max(box.top - box.bottom, box2.top - box2.bottom)
-    line.placed = line.size > 0
-    # only a short line can be a heading, or a bold one run into its paragraph
-    if end - start <= _HEADING_MAX_CHARS:
-        line.bold = _bold(textpage, first) and _bold(textpage, last)
+    def __init__(self, textpage: pdfium.PdfTextPage, chars: _CharIndex) -> None:
+        import pypdfium2.raw as pdfium_c
+
+        self.textpage, self.chars = textpage.raw, chars  # the handle: no conversion per call
+        self.box, self.box2 = _rects()
+        self.get_box = pdfium_c.FPDFText_GetLooseCharBox
+
+    def __call__(self, line: Line, raw: str, start: int, end: int) -> None:
+        first = start + len(raw) - len(raw.lstrip())
+        last = start + len(raw.rstrip()) - 1
+        if self.chars.mapped:
+            first, last = self.chars(first), self.chars(last)
+            if first < 0 or last < 0:
+                return
+        box, box2, textpage = self.box, self.box2, self.textpage
+        if not (self.get_box(textpage, first, box) and self.get_box(textpage, last, box2)):
+            return
+        left, bottom, right, top = box.left, box.bottom, box.right, box.top
+        left2, bottom2, right2, top2 = box2.left, box2.bottom, box2.right, box2.top
+        line.left, line.right = min(left, left2), max(right, right2)
+        line.bottom, line.top = min(bottom, bottom2), max(top, top2)
+        line.size = max(top - bottom, top2 - bottom2)
+        line.placed = line.size > 0
+        # only a short line can be a heading, or a bold one run into its paragraph
+        if end - start <= _HEADING_MAX_CHARS:
+            line.bold = _bold(textpage, first) and _bold(textpage, last)
 
 
 @functools.cache
@@ -422,20 +469,23 @@ def _bold(textpage: pdfium.PdfTextPage, index: int) -> bool:
 
     if pdfium_c.FPDFText_GetFontWeight(textpage, index) >= _BOLD_WEIGHT:
         return True
-    flags = ctypes.c_int(0)
+    flags = _FONT_FLAGS
+    flags.value = 0  # left as it is when pdfium has no font for the character
     size = pdfium_c.FPDFText_GetFontInfo(textpage, index, _FONT_NAME, _FONT_NAME_SIZE, flags)
-    name = _FONT_NAME.value.lower() if 0 < size <= _FONT_NAME_SIZE else b""
-    return _BOLD_NAME.search(name) is not None or bool(flags.value & _FORCE_BOLD)
+    if flags.value & _FORCE_BOLD:
+        return True
+    return 0 < size <= _FONT_NAME_SIZE and _bold_name(_FONT_NAME.value)
 
 
-def _fix_text(
-    textpage: pdfium.PdfTextPage, text: str, span: tuple[int, int], chars: _CharIndex
-) -> str:
+@functools.lru_cache(maxsize=1024)
+def _bold_name(name: bytes) -> bool:
+    return _BOLD_NAME.search(name.lower()) is not None
+
+
+def _fix_text(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIndex) -> str:
     """The line's text with what pdfium's order and spacing get wrong put right: reference
     marks apart from their word, lam-alef ligatures in logical order, right-to-left text
     stored in visual order reversed, Arabic and Latin words apart."""
-    start, end = span
-    raw = text[start:end]
     if _GLUED_MARK.search(raw):
         raw = _space_marks(textpage, raw, start, chars)
     if has_arabic(raw):
@@ -649,11 +699,11 @@ def _starts_paragraph(current: list[Line], line: Line, leading: float) -> bool:
         return True
     if previous.bold != line.bold and len(current) <= _HEADING_MAX_LINES:
         return True  # a bold heading run straight into its text
+    if len(current) <= 1 or _BULLET.match(current[0].text.lstrip()):
+        return False  # an indent starts a paragraph only after one of several lines
     if has_arabic(line.text):  # right-to-left: a first line is indented from the right
-        indented = previous.right - line.right > 0.8 * height
-    else:
-        indented = line.left - previous.left > 0.8 * height
-    return indented and len(current) > 1 and not _BULLET.match(current[0].text.lstrip())
+        return previous.right - line.right > 0.8 * height
+    return line.left - previous.left > 0.8 * height
 
 
 def _split_outline_titles(
@@ -679,8 +729,8 @@ def _split_outline_titles(
 
 
 def _outline_level(text: str, outline: tuple[tuple[int, str], ...]) -> int:
-    if not outline:
-        return 0
+    if not outline or len(text) > _TITLE_SPREAD * max(len(title) for _, title in outline):
+        return 0  # far longer than any title: not worth comparing
     key = _title_key(text)
     return next((level for level, title in outline if title == key), 0)
 
@@ -739,8 +789,8 @@ def _heading_like(text: str) -> bool:
 
 def _wordy(text: str) -> bool:
     """Mostly letters: a heading, not a row of numbers."""
-    visible = [c for c in text if not c.isspace()]
-    return sum(c.isalpha() for c in visible) >= 0.6 * len(visible)
+    visible = len(text) - sum(map(str.isspace, text))
+    return sum(map(str.isalpha, text)) >= 0.6 * visible
 
 
 # imported when a worker process starts (registry.preload), not on import
