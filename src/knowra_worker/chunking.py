@@ -32,6 +32,7 @@ rebuilt from a saved state produces exactly what the original would have.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,26 +64,48 @@ class RawChunk:
     header_chars: int = 0  # leading characters repeating a table's header, outside the offsets
 
 
-_SET_FIELDS = tuple(getattr(RawChunk, name).__set__ for name in RawChunk.__slots__)
+_ChunkMaker = Callable[
+    [int, str, int, int, int | None, int | None, tuple[str, ...], str, int], RawChunk
+]
 
 
-def _new_chunk(*fields: Any) -> RawChunk:
-    """RawChunk(*fields), all nine given, for the hot loop: the generated __init__ of a
-    frozen dataclass sets each field through object.__setattr__, slower than the slots'
-    own setters, and took a fifth of the chunker's time."""
-    chunk = object.__new__(RawChunk)
-    s0, s1, s2, s3, s4, s5, s6, s7, s8 = _SET_FIELDS
-    f0, f1, f2, f3, f4, f5, f6, f7, f8 = fields
-    s0(chunk, f0)
-    s1(chunk, f1)
-    s2(chunk, f2)
-    s3(chunk, f3)
-    s4(chunk, f4)
-    s5(chunk, f5)
-    s6(chunk, f6)
-    s7(chunk, f7)
-    s8(chunk, f8)
-    return chunk
+def _chunk_maker() -> _ChunkMaker:
+    """A RawChunk constructor taking every field in order. The generated __init__ of a
+    frozen dataclass sets each field through object.__setattr__, more than twice as slow as
+    calling the slots' own setters: with it, making chunks took a fifth of the chunker's
+    time on paragraphs of a corpus (bench/perf.py P3)."""
+    new = object.__new__
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = (
+        getattr(RawChunk, name).__set__ for name in RawChunk.__slots__
+    )
+
+    def make(
+        seq: int,
+        text: str,
+        char_start: int,
+        char_end: int,
+        page_start: int | None,
+        page_end: int | None,
+        headings: tuple[str, ...],
+        content_type: str,
+        header_chars: int,
+    ) -> RawChunk:
+        chunk = new(RawChunk)
+        s0(chunk, seq)
+        s1(chunk, text)
+        s2(chunk, char_start)
+        s3(chunk, char_end)
+        s4(chunk, page_start)
+        s5(chunk, page_end)
+        s6(chunk, headings)
+        s7(chunk, content_type)
+        s8(chunk, header_chars)
+        return chunk
+
+    return make
+
+
+_new_chunk = _chunk_maker()
 
 
 @dataclass(slots=True)
@@ -162,11 +185,13 @@ class Chunker:
         self.size = chunk_size
         self.overlap = chunk_overlap
         self.min_split = max(chunk_size // 3, chunk_overlap + 1)
+        # in characters, a chunk at pos is cut in [pos + lo_step, pos + size] (as `_piece`)
+        self._lo_step = min(self.min_split, chunk_size - 1)
         self.text_format = text_format
         self.measure = Measure(tokenizer)
         self.state = state or ChunkerState()
         # the heading path as chunks carry it, built again only when `state.headings` is
-        # replaced (`_open_heading` assigns a new list)
+        # replaced (`_open_heading` assigns a new list, nothing changes one in place)
         self._path_of: list[tuple[int, str]] | None = None
         self._path: tuple[str, ...] = ()
 
@@ -181,18 +206,16 @@ class Chunker:
         if not text:
             return []
         out: list[RawChunk] = []
-        st = self.state
         if kind is BlockKind.HEADING:
             self._open_heading(block.level, block.text.strip(), out)
         elif kind is BlockKind.TABLE:
             self._table(block, text, out)
             return out
         else:
-            st.pending_body = True
-        pending = self._append(text, block.page)
+            self.state.pending_body = True
         # a unit (character or token) holds at least one character: with no more characters
         # than a chunk's size pending there is nothing to emit yet, and most blocks stop here
-        if len(pending) > self.size:
+        if len(self._append(text, block.page)) > self.size:
             self._emit_full(out)
         return out
 
@@ -296,18 +319,18 @@ class Chunker:
         size, overlap, n = self.size, self.overlap, len(text)
         if n - pos <= size:
             return pos
-        st = self.state
-        lo_step = min(self.min_split, size - 1) if size > 1 else 0  # as `_piece` places lo
+        st, lo_step = self.state, self._lo_step
         base, seq, path = st.pending_start, st.seq, self._heading_path()
         marks = st.page_marks
-        one_page = len(marks) == 1 and marks[0][0] <= pos  # every chunk below starts at pos or on
+        one_page = len(marks) == 1 and marks[0][0] <= pos  # no chunk below starts before pos
         page_start = page_end = marks[0][1] if one_page else None
         word_start = _WORD_START.search
         while n - pos > size:
             lo, hi = pos + lo_step, pos + size
-            cut, hard = text.rfind("\n\n", lo, hi + 2), False  # -1 or at least lo
-            if cut <= pos:
-                cut, hard = _find_split(text, pos, lo, hi)
+            # `_find_split`: a paragraph break, a line break (rfind gives -1 or lo on), ...
+            cut, hard = text.rfind("\n\n", lo, hi + 2), False
+            if cut <= pos and (cut := text.rfind("\n", lo, hi + 1)) <= pos:
+                cut, hard = _split_in_line(text, pos, lo, hi)
             start, end = pos, cut  # `_strip_span`
             while start < end and text[start].isspace():
                 start += 1
@@ -323,7 +346,7 @@ class Chunker:
                 out.append(chunk)
                 seq += 1
             # `_next_start`: the first word start in the overlap window, every length fitting
-            lo = max(end - overlap, start + 1)
+            lo = end - overlap if end - overlap > start else start + 1
             if word := word_start(text, lo, end):
                 pos = word.start()
             elif hard and overlap:
@@ -377,28 +400,19 @@ class Chunker:
             self._path_of, self._path = headings, tuple(t for _, t in headings)
         return self._path
 
-    def _make_chunk(
-        self, start: int, end: int, content_type: str, header: str = "", text: str | None = None
-    ) -> RawChunk:
-        """The chunk of pending[start:end] (`text`: pending, or a prefix of it holding end)."""
+    def _make_chunk(self, start: int, end: int, content_type: str, header: str = "") -> RawChunk:
         st = self.state
-        marks = st.page_marks
-        if len(marks) == 1 and marks[0][0] <= start:  # one page mark: most chunks
-            page_start = page_end = marks[0][1]
-        else:
-            page_start, page_end = _page_at(marks, start), _page_at(marks, end - 1)
-        body = (st.pending if text is None else text)[start:end]
-        chunk = RawChunk(
+        chunk = _new_chunk(
             st.seq,
-            header + body if header else body,
+            header + st.pending[start:end],
             st.pending_start + start,
             st.pending_start + end,
-            page_start,
-            page_end,
+            _page_at(st.page_marks, start),
+            _page_at(st.page_marks, end - 1),
             self._heading_path(),
             content_type,
             len(header),
-        )  # positional: a frozen dataclass sets each field by keyword more slowly
+        )
         st.seq += 1
         return chunk
 
@@ -482,6 +496,11 @@ def _find_split(text: str, pos: int, lo: int, hi: int) -> tuple[int, bool]:
         idx = text.rfind(sep, lo, hi + len(sep))
         if idx >= lo and idx > pos:
             return idx, False
+    return _split_in_line(text, pos, lo, hi)
+
+
+def _split_in_line(text: str, pos: int, lo: int, hi: int) -> tuple[int, bool]:
+    """`_find_split` past the line breaks: a sentence end, a space, else a hard cut at hi."""
     sentence = _LAST_SENTENCE_END.match(text, lo, hi)  # ends after lo, if at all
     if sentence and sentence.end() > pos:
         return sentence.end(), False

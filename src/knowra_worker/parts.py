@@ -7,9 +7,10 @@ unit's part is held by nobody (not started yet, or its worker died), units it pa
 (taking the part over). While the next unit's part is another worker's and not stored yet,
 the joiner does not wait idle: it takes a later part nobody holds and parses it as that
 part's worker would, storing its units for when it gets there. The chunker therefore
-sees exactly the unit sequence of an unsplit run, so the chunks are identical to an unsplit run's (seq, text, metadata, ids), whichever
-process parsed which page; chunking, checkpoints, pause, cancel and crash recovery of the
-task are the joiner's and work as for any task. A part's worker stores units only while the
+sees exactly the unit sequence of an unsplit run, so the chunks are identical to an
+unsplit run's (seq, text, metadata, ids), whichever process parsed which page; chunking,
+checkpoints, pause, cancel and crash recovery of the task are the joiner's and work as for
+any task. A part's worker stores units only while the
 task runs: a pause, a cancel or a stopped instance stops it at its next store, and the part
 goes on from its own checkpoint (its next unit) when the task runs again.
 

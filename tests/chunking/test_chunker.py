@@ -276,3 +276,97 @@ def test_tokens_of_the_shipped_encodings() -> None:
     assert token_counter("cl100k_base").count("hello world") == 2
     assert token_counter("o200k_base").count("hello world") == 2
     assert token_counter("cl100k_base").count("<|endoftext|>") > 1  # plain text, not special
+
+
+def run_measured(blocks: list[Block], size: int, overlap: int, text_format: TextFormat) -> list:
+    """Chunk in characters through the measuring path (the one tokens take), not the
+    character path that compares indices: the two must cut exactly alike."""
+    chunker = Chunker(size, overlap, text_format=text_format)
+    chunker.measure.exact = False  # no tokenizer: lengths are still len(), measured
+    return chunker.feed_all(blocks) + chunker.finish()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    blocks=st.lists(block_st(), min_size=1, max_size=40),
+    size=st.integers(1, 400),
+    overlap_ratio=st.floats(0, 0.99),
+    text_format=st.sampled_from(["markdown", "plain"]),
+)
+def test_character_path_cuts_as_measuring_does(blocks, size, overlap_ratio, text_format) -> None:
+    overlap = min(int(size * overlap_ratio), size - 1)
+    chunks = run(blocks, size, overlap, text_format=text_format)
+    assert run_measured(blocks, size, overlap, text_format) == chunks
+
+
+GUIDE = [
+    Block(BlockKind.HEADING, "Guide", level=1, page=1),
+    Block(
+        BlockKind.PARAGRAPH,
+        "First sentence here. Second one follows; then a clause: and more words to fill",
+        page=1,
+    ),
+    Block(BlockKind.PARAGRAPH, "line one\nline two is longer\nline three", page=2),
+    Block(BlockKind.PARAGRAPH, "x" * 75 + " tail words", page=2),
+    Block(BlockKind.PARAGRAPH, "中文句子。第二句！第三句", page=3),
+]
+
+
+@pytest.mark.parametrize(
+    ("size", "overlap", "expected"),
+    [
+        (
+            40,
+            10,
+            [
+                ("Guide\n\nFirst sentence here.", 0, 27, 1, 1),
+                ("here. Second one follows;", 22, 47, 1, 1),
+                ("follows; then a clause:", 39, 62, 1, 1),
+                ("a clause: and more words to fill", 53, 85, 1, 1),
+                ("to fill\n\nline one\nline two is longer", 78, 114, 1, 2),
+                ("is longer\nline three", 105, 125, 2, 2),
+                ("line three\n\n" + "x" * 28, 115, 155, 2, 2),
+                ("x" * 40, 145, 185, 2, 2),
+                ("x" * 27 + " tail words", 175, 213, 2, 2),
+                ("tail words\n\n中文句子。第二句！第三句", 203, 227, 2, 3),
+            ],
+        ),
+        (
+            25,
+            0,
+            [
+                ("Guide\n\nFirst sentence", 0, 21, 1, 1),
+                ("here. Second one follows;", 22, 47, 1, 1),
+                ("then a clause:", 48, 62, 1, 1),
+                ("and more words to fill", 63, 85, 1, 1),
+                ("line one", 87, 95, 2, 2),
+                ("line two is longer", 96, 114, 2, 2),
+                ("line three", 115, 125, 2, 2),
+                ("x" * 25, 127, 152, 2, 2),
+                ("x" * 25, 152, 177, 2, 2),
+                ("x" * 25, 177, 202, 2, 2),
+                ("tail words\n\n中文句子。第二句！第三句", 203, 227, 2, 3),
+            ],
+        ),
+    ],
+)
+def test_known_cuts(size: int, overlap: int, expected: list[tuple[Any, ...]]) -> None:
+    """Cuts at sentence ends, clauses, line breaks, spaces and hard in a long word, with the
+    overlap on word boundaries and pages: exactly as chunks already stored were cut."""
+    for cuts in (set(), {2, 4}):
+        chunks = run(GUIDE, size, overlap, cuts)
+        got = [(c.text, c.char_start, c.char_end, c.page_start, c.page_end) for c in chunks]
+        assert got == expected
+        assert {c.headings for c in chunks} == {("Guide",)}
+    assert run_measured(GUIDE, size, overlap, "plain") == run(GUIDE, size, overlap)
+
+
+def test_chunks_made_in_the_loop_are_ordinary_raw_chunks() -> None:
+    """The chunker's own constructor (slot setters) gives what RawChunk(...) gives."""
+    from knowra_worker.chunking import _new_chunk
+
+    fields = (3, "text", 10, 14, 1, 2, ("A", "B"), "table", 5)
+    made, plain = _new_chunk(*fields), RawChunk(*fields)
+    assert made == plain and hash(made) == hash(plain) and repr(made) == repr(plain)
+    with pytest.raises(AttributeError):
+        made.text = "other"  # type: ignore[misc]
