@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from knowra_worker.document import Block, BlockKind, TextFormat, pipe_table, render
@@ -120,7 +120,11 @@ class ChunkerState:
     headings: list[tuple[int, str]] = field(default_factory=list)  # (level, text) path
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As `dataclasses.asdict` gives it (tuples copied as they are), without its deep
+        copy of every value: this is written with every checkpoint."""
+        data = {name: getattr(self, name) for name in _STATE_FIELDS}
+        data["page_marks"], data["headings"] = list(self.page_marks), list(self.headings)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChunkerState:
@@ -128,6 +132,9 @@ class ChunkerState:
         state.page_marks = [(int(r), p) for r, p in state.page_marks]
         state.headings = [(int(lv), str(t)) for lv, t in state.headings]
         return state
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(ChunkerState))
 
 
 class Measure:

@@ -283,6 +283,8 @@ class TaskRunner:
     ) -> None:
         batch: list[tuple[int, str]] = []
         fed = parsed = 0  # units since the last checkpoint: fed to the chunker, parsed here
+        every, interval = self.settings.checkpoint_every_units, self.settings.checkpoint_interval_s
+        last = time.monotonic()
         for unit, raws in chunk_stream(doc, chunker, next_unit):
             own.warn(unit.warnings)
             batch.extend(ctx.encoded(r) for r in raws)
@@ -292,9 +294,11 @@ class TaskRunner:
                     f"the document makes more than {self.settings.max_chunks} "
                     "chunks (KNOWRA_MAX_CHUNKS)"
                 )
-            if fed % self.settings.checkpoint_every_units == 0:
+            # a checkpoint per unit would cost a store round trip per page: they are batched
+            # by time, so that pauses and cancels are still seen within `interval`
+            if fed >= every or time.monotonic() - last >= interval:
                 own.checkpoint(batch, next_unit, chunker, doc, parsed, final=False)
-                batch, fed, parsed = [], 0, 0
+                batch, fed, parsed, last = [], 0, 0, time.monotonic()
                 if self.should_yield():
                     log.warning(
                         "task %s: this instance is going away; handing the task back at unit %d",

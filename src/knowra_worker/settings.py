@@ -77,7 +77,14 @@ class Settings(BaseSettings):
     )
     max_chunks: int = Field(default=200_000, ge=1, description="Most chunks one task may make.")
     checkpoint_every_units: int = Field(
-        default=1, ge=1, description="Units parsed between two checkpoints."
+        default=100, ge=1, description="Most units parsed between two checkpoints."
+    )
+    checkpoint_interval_s: float = Field(
+        default=0.1,
+        ge=0,
+        description="Least seconds between two checkpoints: the units parsed in between are "
+        "committed together (0: a checkpoint after every unit). A pause or cancel is seen at "
+        "the next checkpoint.",
     )
     split_pages: int = Field(
         default=200,

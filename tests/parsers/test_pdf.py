@@ -159,6 +159,25 @@ def test_running_heads_are_decided_alike_whatever_page_a_run_starts_at() -> None
     assert read_units(REDP, start=9) == every[9:]
 
 
+def test_a_file_replaced_at_its_path_gets_its_own_running_heads(tmp_path: Path) -> None:
+    """The running heads a process keeps per document are keyed by the file's size and
+    modification time: another file at the same path is looked at afresh. Here one page of
+    REDP alone, where nothing recurs, so its running heads stay text."""
+    import shutil
+
+    path = tmp_path / "doc.pdf"
+    shutil.copy(REDP, path)
+    assert read_units(path) == read_units(REDP)  # REDP's running heads now known
+    one = pdfium.PdfDocument.new()
+    src = pdfium.PdfDocument(REDP)
+    one.import_pages(src, [4])
+    one.save(path)
+    one.close()
+    src.close()
+    [unit] = read_units(path)
+    assert [text for text in texts_of(unit) if RUNNING_HEADS.search(text)]
+
+
 def test_headings_take_their_levels_from_the_outline() -> None:
     with open_document(DATA / "DA-619p.pdf") as doc:
         page_6 = next(doc.units(start=5))

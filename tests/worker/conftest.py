@@ -38,6 +38,7 @@ class Rig:
             key_prefix=f"d{uuid.uuid4().hex[:8]}:",
             allowed_roots=[DATA],
             heartbeat_interval_s=60,
+            checkpoint_interval_s=0,  # a checkpoint per unit: tests stop runs at any unit
         )
         self.store = TaskStore.from_url(redis_url, Keys(self.settings.key_prefix), 3600)
         self.hook: Callable[[int], None] = lambda index: None

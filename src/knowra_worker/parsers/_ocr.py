@@ -27,7 +27,6 @@ import re
 import statistics
 import threading
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -500,13 +499,17 @@ def needs_ocr(page: _TextLayer) -> str:
     """
     if not enabled():
         return ""
-    # by distinct character: a page has thousands of characters but few distinct ones
-    counts = Counter("".join(_texts(page)))
-    visible = {c: n for c, n in counts.items() if not c.isspace()}
-    if not any(c.isalnum() for c in visible):
+    # by distinct character: a page has thousands of characters but few distinct ones, and
+    # most pages have no unreadable one at all
+    text = "".join(_texts(page))
+    distinct = set(text)
+    if not any(c.isalnum() for c in distinct):
         return "has no text layer"
-    readable = sum(n for c, n in visible.items() if _readable(c))
-    if readable < _MIN_GOOD_SHARE * sum(visible.values()):
+    unreadable = [c for c in distinct if not c.isspace() and not _readable(c)]
+    if not unreadable:
+        return ""
+    visible = len(text) - sum(text.count(c) for c in distinct if c.isspace())
+    if visible - sum(text.count(c) for c in unreadable) < _MIN_GOOD_SHARE * visible:
         return "has an unreadable text layer"
     return ""
 

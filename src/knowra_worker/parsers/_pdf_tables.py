@@ -69,9 +69,7 @@ def find_tables(
     page: pdfium.PdfPage, textpage: pdfium.PdfTextPage, height: float, chars: CharBoxes
 ) -> list[Table]:
     edges = _edges(page, height)
-    if not (
-        any(e["orientation"] == "h" for e in edges) and any(e["orientation"] == "v" for e in edges)
-    ):
+    if not _enough_rules(edges):
         return []
     from pdfplumber.table import Table as CellTable
     from pdfplumber.table import (
@@ -94,6 +92,24 @@ def find_tables(
         if len(rows) >= 2 and max(len(row) for row in rows) >= 2 and _has_text(rows):
             tables.append(Table(grid.bbox, rows, covered))
     return tables
+
+
+def _enough_rules(edges: list[dict[str, Any]]) -> bool:
+    """Whether the rules could make a table of two rows and two columns at least: three
+    horizontal rules at distinct heights and three vertical ones at distinct places, once
+    positions closer than the snap tolerance count as one (as pdfplumber snaps them). Most
+    pages fail this, and skip the geometry."""
+    heights = [e["top"] for e in edges if e["orientation"] == "h"]
+    places = [e["x0"] for e in edges if e["orientation"] == "v"]
+    return _positions(heights) >= 3 and _positions(places) >= 3
+
+
+def _positions(values: list[float]) -> int:
+    """How many groups the values make when neighbours closer than the tolerance join."""
+    values.sort()
+    return sum(1 for a, b in zip(values, values[1:], strict=False) if b - a > _TOLERANCE) + (
+        1 if values else 0
+    )
 
 
 def _grid_like(grid: Any) -> bool:

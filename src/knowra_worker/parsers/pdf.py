@@ -27,6 +27,7 @@ its text page are closed as soon as their lines are out, so memory stays at one 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
 import functools
@@ -81,7 +82,8 @@ if TYPE_CHECKING:  # pypdfium2 is imported where a file is opened, not with this
 
 PDFIUM_LOCK = threading.RLock()
 _FACTS_KEPT = 4  # documents whose running headers and outline a process remembers
-_FACTS: dict[tuple[str, str], tuple[frozenset[str], dict[int, tuple[tuple[int, str], ...]]]] = {}
+_Facts = tuple[frozenset[str], dict[int, tuple[tuple[int, str], ...]]]  # edges, outline
+_FACTS: dict[tuple[str, str], _Facts] = {}
 
 
 @contextlib.contextmanager
@@ -109,7 +111,7 @@ _SOFT_BREAK = re.compile(r"(\w+)\ufffe(\w+)")
 _BOLD_NAME = re.compile(rb"bold|black|heavy|demi|(?:cm|sf|ec|lm)bx|medi(?!um)")
 _NOT_WORD = re.compile(r"[\W_]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")  # as strip_controls
-_GLUED_MARK = re.compile(r"[^\W\d_](?=\d)")  # a letter, then a digit
+_DIGITS = re.compile(r"\d+")
 _ALEF_LAM = re.compile("[\u0622\u0623\u0625\u0627]\u0644")
 _ARABIC_WORD = re.compile("[\u0621-\u064a\u066e-\u06d3]{2,}")
 _PARAGRAPH_GAP = 0.5  # of a line's height, beyond the page's usual leading
@@ -145,22 +147,13 @@ class PdfDocument(BaseDocument):
     def __init__(self, path: Path, mime_type: str) -> None:
         self.mime_type = mime_type
         self._pdf: pdfium.PdfDocument | None = _load(path)
+        self._key = (str(path), signature(path))
         self._read: dict[int, PageLines] = {}  # pages read ahead (the sample), until served
         with pdfium_section():
             self.units_total = len(self._pdf)
-        # Decided once from the whole document, so that every page reads alike whatever
-        # page a run starts at; kept per process for the other parts of a split document.
-        key = (str(path), signature(path))
-        facts = _FACTS.get(key)
-        if facts is None:
-            with pdfium_section():
-                outline = _outline(self._pdf)
-            facts = _FACTS[key] = (self._repeated_edges(), outline)
-            while len(_FACTS) > _FACTS_KEPT:
-                del _FACTS[next(iter(_FACTS))]
-        self._edges, self._outline = facts
 
     def units(self, start: int = 0) -> Iterator[Unit]:
+        edges, outline = self._facts()
         for index in range(max(0, start), self.units_total):
             page = self._read.pop(index, None) or self._page_lines(index)
             reason = needs_ocr(page)  # no usable text layer (a scan): read it by OCR
@@ -168,7 +161,25 @@ class PdfDocument(BaseDocument):
                 yield ocr_page(self._pdf, index, reason, PDFIUM_LOCK)
                 continue
             warnings = [f"page {index + 1}: {warning}" for warning in page.warnings]
-            yield Unit(index, self._blocks(page, index), warnings)
+            lines = reading_order(drop_edges(page, edges))
+            blocks = _blocks(lines, page.tables or [], index + 1, outline.get(index, ()))
+            yield Unit(index, blocks, warnings)
+
+    def _facts(self) -> _Facts:
+        """The running headers and the outline: decided once from the whole document (so
+        that every page reads alike whatever page a run starts at), when its pages are first
+        asked for (a document opened for its page count reads none), and kept per process
+        for the other parts of a split document."""
+        facts = _FACTS.get(self._key)
+        if facts is None:
+            if self._pdf is None:
+                raise RuntimeError("the document is closed")
+            with pdfium_section():
+                outline = _outline(self._pdf)
+            facts = _FACTS[self._key] = (self._repeated_edges(), outline)
+            while len(_FACTS) > _FACTS_KEPT:
+                del _FACTS[next(iter(_FACTS))]
+        return facts
 
     def close(self) -> None:
         self._read.clear()
@@ -191,10 +202,6 @@ class PdfDocument(BaseDocument):
             self._read[index] = page
             sampled.append([line.text for line in edge_lines(page)])
         return repeated_edges(sampled) if len(sampled) >= 2 else frozenset()
-
-    def _blocks(self, page: PageLines, index: int) -> list[Block]:
-        lines = reading_order(drop_edges(page, self._edges))
-        return _blocks(lines, page.tables or [], index + 1, self._outline.get(index, ()))
 
     def _has_images(self, index: int) -> bool:
         """Whether the page draws an image: a page without text, images or anything to read
@@ -335,14 +342,31 @@ class _Fixes:
     """Which of the per-line text fixes a page needs, decided from the whole page's text."""
 
     def __init__(self, text: str) -> None:
-        self.marks = _GLUED_MARK.search(text) is not None
+        self.marks = _glued_marks(text)
         self.arabic = has_arabic(text)
         self.controls = _CONTROL.search(text) is not None
 
     def apply(self, textpage: pdfium.PdfTextPage, raw: str, start: int, index: _CharIndex) -> str:
-        if self.marks or self.arabic:
-            return _fix_text(textpage, raw, start, index)
+        marks = self.marks
+        if marks:  # those inside the line, as offsets into it
+            first = bisect.bisect_left(marks, start)
+            last = bisect.bisect_left(marks, start + len(raw), first)
+            marks = [at - start for at in marks[first:last]]
+        if marks or self.arabic:
+            return _fix_text(textpage, raw, start, index, marks)
         return (strip_controls(raw) if self.controls else raw).rstrip()
+
+
+def _glued_marks(text: str) -> list[int]:
+    """Offsets of the digits that directly follow a letter (`center1`): maybe a reference
+    mark that pdfium set against its word. Digit runs are few: found first, then each one's
+    preceding character is looked at (a letter class scanned over the whole page is slow)."""
+    marks = []
+    for match in _DIGITS.finditer(text):
+        at = match.start()
+        if at and text[at - 1].isalnum() and not text[at - 1].isdecimal():
+            marks.append(at)
+    return marks
 
 
 def _chars_near(
@@ -432,6 +456,10 @@ class _Placer:
         self.textpage, self.chars = textpage.raw, chars  # the handle: no conversion per call
         self.box, self.box2 = _rects()
         self.get_box = pdfium_c.FPDFText_GetLooseCharBox
+        self.get_weight = pdfium_c.FPDFText_GetFontWeight
+        self.get_font = pdfium_c.FPDFText_GetFontInfo
+        self.flags = _FONT_FLAGS
+        self.flags_ref = ctypes.byref(self.flags)
 
     def __call__(self, line: Line, raw: str, start: int, end: int) -> None:
         first = start + len(raw) - len(raw.lstrip())
@@ -451,7 +479,18 @@ class _Placer:
         line.placed = line.size > 0
         # only a short line can be a heading, or a bold one run into its paragraph
         if end - start <= _HEADING_MAX_CHARS:
-            line.bold = _bold(textpage, first) and _bold(textpage, last)
+            line.bold = self.bold(first) and self.bold(last)
+
+    def bold(self, index: int) -> bool:
+        """A weight of 600 or more, or a font named bold (many fonts report no weight,
+        TeX's report a wrong one): `Arial-BoldMT`, `NimbusRomNo9L-Medi`, `CMBX10`."""
+        if self.get_weight(self.textpage, index) >= _BOLD_WEIGHT:
+            return True
+        self.flags.value = 0  # left as it is when pdfium has no font for the character
+        size = self.get_font(self.textpage, index, _FONT_NAME, _FONT_NAME_SIZE, self.flags_ref)
+        if self.flags.value & _FORCE_BOLD:
+            return True
+        return 0 < size <= _FONT_NAME_SIZE and _bold_name(_FONT_NAME.value)
 
 
 @functools.cache
@@ -462,32 +501,20 @@ def _rects() -> tuple[Any, Any]:
     return pdfium_c.FS_RECTF(), pdfium_c.FS_RECTF()
 
 
-def _bold(textpage: pdfium.PdfTextPage, index: int) -> bool:
-    """A weight of 600 or more, or a font named bold (many fonts report no weight, TeX's
-    report a wrong one): `Arial-BoldMT`, `NimbusRomNo9L-Medi`, `CMBX10`, `SFBX1000`."""
-    import pypdfium2.raw as pdfium_c
-
-    if pdfium_c.FPDFText_GetFontWeight(textpage, index) >= _BOLD_WEIGHT:
-        return True
-    flags = _FONT_FLAGS
-    flags.value = 0  # left as it is when pdfium has no font for the character
-    size = pdfium_c.FPDFText_GetFontInfo(textpage, index, _FONT_NAME, _FONT_NAME_SIZE, flags)
-    if flags.value & _FORCE_BOLD:
-        return True
-    return 0 < size <= _FONT_NAME_SIZE and _bold_name(_FONT_NAME.value)
-
-
 @functools.lru_cache(maxsize=1024)
 def _bold_name(name: bytes) -> bool:
     return _BOLD_NAME.search(name.lower()) is not None
 
 
-def _fix_text(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIndex) -> str:
+def _fix_text(
+    textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIndex, marks: list[int]
+) -> str:
     """The line's text with what pdfium's order and spacing get wrong put right: reference
-    marks apart from their word, lam-alef ligatures in logical order, right-to-left text
-    stored in visual order reversed, Arabic and Latin words apart."""
-    if _GLUED_MARK.search(raw):
-        raw = _space_marks(textpage, raw, start, chars)
+    marks apart from their word (`marks`: offsets in the line of digits after a letter),
+    lam-alef ligatures in logical order, right-to-left text stored in visual order
+    reversed, Arabic and Latin words apart."""
+    if marks:
+        raw = _space_marks(textpage, raw, start, chars, marks)
     if has_arabic(raw):
         raw = _fix_ligatures(textpage, raw, start, chars)
         if _visual_order(textpage, raw, start, chars):
@@ -496,14 +523,12 @@ def _fix_text(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIn
     return strip_controls(raw).rstrip()
 
 
-def _space_marks(textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIndex) -> str:
+def _space_marks(
+    textpage: pdfium.PdfTextPage, raw: str, start: int, chars: _CharIndex, marks: list[int]
+) -> str:
     """A space before a digit set apart from the letter it follows: raised, smaller or
     distant (a footnote or reference mark, `center1` -> `center 1`)."""
-    cuts = [
-        match.end()
-        for match in _GLUED_MARK.finditer(raw)
-        if _set_apart(textpage, chars(start + match.start()), chars(start + match.end()))
-    ]
+    cuts = [at for at in marks if _set_apart(textpage, chars(start + at - 1), chars(start + at))]
     for cut in reversed(cuts):
         raw = raw[:cut] + " " + raw[cut:]
     return raw
