@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Most units parsed between two checkpoints."
     )
     checkpoint_interval_s: float = Field(
-        default=0.1,
+        default=0.05,
         ge=0,
         description="Least seconds between two checkpoints: the units parsed in between are "
         "committed together (0: a checkpoint after every unit). A pause or cancel is seen at "
