@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _BLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Block))
-STORE_EVERY_S = 0.5  # a part's worker stores what it parsed at least this often
+STORE_EVERY_S = 0.1  # a part's worker stores what it parsed at least this often
 _WAIT_S = (0.005, 0.1)  # the joiner's first and longest wait for a unit another worker parses
 
 

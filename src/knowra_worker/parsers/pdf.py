@@ -324,17 +324,39 @@ def _read_page(page: pdfium.PdfPage, textpage: pdfium.PdfTextPage) -> PageLines:
 def _extract_lines(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -> list[Line]:
     """The page's lines, each with its box, size and boldness. The checks for what pdfium
     gets wrong (reference marks, right-to-left text, control characters) are made once on
-    the page's text, and per line only where the page needs them: this is the hot loop."""
-    fixes = _Fixes(text)
-    place = _Placer(textpage, index)
+    the page's text, and per line only where the page needs them. This is the parser's hot
+    loop (every line of every page): pdfium's functions are looked up once per page, and
+    each line's box comes from its first and last visible characters' (loose) boxes."""
+    import pypdfium2.raw as pdfium_c
+
+    fixes, bold = _Fixes(text), _Bold(textpage)
+    handle, get_box, mapped = textpage.raw, pdfium_c.FPDFText_GetLooseCharBox, index.mapped
+    box, box2 = _rects()
     lines = []
     for start, end in _line_spans(text):
         raw = text[start:end]
         visible = fixes.apply(textpage, raw, start, index) if raw and not raw.isspace() else ""
-        line = Line(visible, span=(start, end))
-        if visible and not visible.isspace():
-            place(line, raw, start, end)
+        line = Line(visible, 0.0, 0.0, 0.0, 0.0, 0.0, False, False, -1, (start, end))
         lines.append(line)
+        if not visible or visible.isspace():
+            continue
+        first = end - len(raw.lstrip())
+        last = start + len(raw.rstrip()) - 1
+        if mapped and ((first := index(first)) < 0 or (last := index(last)) < 0):
+            continue
+        if not (get_box(handle, first, box) and get_box(handle, last, box2)):
+            continue
+        left, bottom, right, top = box.left, box.bottom, box.right, box.top
+        left2, bottom2, right2, top2 = box2.left, box2.bottom, box2.right, box2.top
+        line.left = left if left < left2 else left2
+        line.right = right if right > right2 else right2
+        line.bottom = bottom if bottom < bottom2 else bottom2
+        line.top = top if top > top2 else top2
+        size = line.size = max(top - bottom, top2 - bottom2)
+        line.placed = size > 0
+        # only a short line can be a heading, or a bold one run into its paragraph
+        if end - start <= _HEADING_MAX_CHARS:
+            line.bold = bold(first) and bold(last)
     return lines
 
 
@@ -445,49 +467,25 @@ def _line_spans(text: str) -> Iterator[tuple[int, int]]:
     yield start, len(text)
 
 
-class _Placer:
-    """Sets a line's box from its first and last visible characters' (loose) boxes, and
-    whether both are bold. Called for every line of every page: pdfium's functions and the
-    two boxes it fills are looked up once per page."""
+class _Bold:
+    """Whether a character's font is bold: a weight of 600 or more, or a font named bold
+    (many fonts report no weight, TeX's report a wrong one): `Arial-BoldMT`,
+    `NimbusRomNo9L-Medi`, `CMBX10`, `SFBX1000`."""
 
-    def __init__(self, textpage: pdfium.PdfTextPage, chars: _CharIndex) -> None:
+    def __init__(self, textpage: pdfium.PdfTextPage) -> None:
         import pypdfium2.raw as pdfium_c
 
-        self.textpage, self.chars = textpage.raw, chars  # the handle: no conversion per call
-        self.box, self.box2 = _rects()
-        self.get_box = pdfium_c.FPDFText_GetLooseCharBox
+        self.handle = textpage.raw
         self.get_weight = pdfium_c.FPDFText_GetFontWeight
         self.get_font = pdfium_c.FPDFText_GetFontInfo
         self.flags = _FONT_FLAGS
         self.flags_ref = ctypes.byref(self.flags)
 
-    def __call__(self, line: Line, raw: str, start: int, end: int) -> None:
-        first = start + len(raw) - len(raw.lstrip())
-        last = start + len(raw.rstrip()) - 1
-        if self.chars.mapped:
-            first, last = self.chars(first), self.chars(last)
-            if first < 0 or last < 0:
-                return
-        box, box2, textpage = self.box, self.box2, self.textpage
-        if not (self.get_box(textpage, first, box) and self.get_box(textpage, last, box2)):
-            return
-        left, bottom, right, top = box.left, box.bottom, box.right, box.top
-        left2, bottom2, right2, top2 = box2.left, box2.bottom, box2.right, box2.top
-        line.left, line.right = min(left, left2), max(right, right2)
-        line.bottom, line.top = min(bottom, bottom2), max(top, top2)
-        line.size = max(top - bottom, top2 - bottom2)
-        line.placed = line.size > 0
-        # only a short line can be a heading, or a bold one run into its paragraph
-        if end - start <= _HEADING_MAX_CHARS:
-            line.bold = self.bold(first) and self.bold(last)
-
-    def bold(self, index: int) -> bool:
-        """A weight of 600 or more, or a font named bold (many fonts report no weight,
-        TeX's report a wrong one): `Arial-BoldMT`, `NimbusRomNo9L-Medi`, `CMBX10`."""
-        if self.get_weight(self.textpage, index) >= _BOLD_WEIGHT:
+    def __call__(self, index: int) -> bool:
+        if self.get_weight(self.handle, index) >= _BOLD_WEIGHT:
             return True
         self.flags.value = 0  # left as it is when pdfium has no font for the character
-        size = self.get_font(self.textpage, index, _FONT_NAME, _FONT_NAME_SIZE, self.flags_ref)
+        size = self.get_font(self.handle, index, _FONT_NAME, _FONT_NAME_SIZE, self.flags_ref)
         if self.flags.value & _FORCE_BOLD:
             return True
         return 0 < size <= _FONT_NAME_SIZE and _bold_name(_FONT_NAME.value)
