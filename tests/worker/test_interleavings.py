@@ -4,10 +4,11 @@ random, with the invariants checked after every step.
 Real Redis, real scripts, real TaskRunner and parsers. Hypothesis draws, at every unit a worker
 reaches, whether a caller pauses, resumes or cancels, the worker dies or meets a transient
 error, the instance asks for its tasks back, or Redis loses its last writes (the task and chunk
-hashes restored to an earlier copy), or other workers parse the parts of a task split into
-page ranges; it also draws whether each worker's store calls are
-retried by the client (every script run twice), and between runs what callers and the
-recovery do next. Invariants, after every step:
+hashes restored to an earlier copy), or other workers parse some of the parts of a task split
+into page ranges (one may die in its part, holding it until its lease lapses, while the joiner
+parses later parts, with the same events drawn inside those); it also draws whether each
+worker's store calls are retried by the client (every script run twice), and between runs what
+callers and the recovery do next. Invariants, after every step:
 
 - the run's chunk hash holds exactly `chunks` entries, with seq 0..n-1;
 - a `succeeded` task's chunks equal an uninterrupted run's (text, seq, metadata, stable ids);
@@ -46,6 +47,9 @@ HOOK_EVENTS = ["nothing"] * 6 + [
     "leave",
     "snapshot",
     "rollback",
+    "parts",  # other workers parse parts of a split task (nothing when there are none)
+    "parts",
+    "part dies",  # the worker of the next part waiting dies in it, holding its lease
 ]
 
 
@@ -97,20 +101,20 @@ class Worker:
             self.leaving = True
         elif event == "parts":
             self._deliver_parts()
+        elif event == "part dies" and self.messages:
+            self._part_dies(self.messages.pop(0))
         elif event == "snapshot":
             self._snapshot()
         elif event == "rollback":
-            for key, value in self.saved.items():  # the store lost what came after
-                if value is None:
-                    store.r.delete(key)
-                else:
-                    store.r.restore(key, 0, value, replace=True)
+            self._rollback()
 
     def _deliver_parts(self) -> None:
-        """Other workers parse the parts whose messages were sent; the first of them may
-        die after its first unit (its lease then lapses)."""
-        sent, self.messages[:] = list(self.messages), []
+        """Other workers parse some of the parts whose messages were sent (the others wait
+        in the queue); the first of them may die after its first unit (its lease then
+        lapses)."""
         dies = self.data.draw(st.booleans(), label="a part's worker dies")
+        count = self.data.draw(st.integers(0, len(self.messages)), label="messages delivered")
+        sent, self.messages[:] = self.messages[:count], self.messages[count:]
         hook, self.rig.hook = self.rig.hook, lambda index: None
         try:
             for number, message in enumerate(sent):
@@ -129,12 +133,29 @@ class Worker:
             if len(seen) == 2:
                 raise Crash()
 
-        self.rig.hook = second_unit
+        hook, self.rig.hook = self.rig.hook, second_unit
         try:
             PartRunner(self.store, self.rig.settings, "p", lambda: False).run(*message)
         except Crash:
-            self.rig.store.r.delete(self.rig.store.keys.part_lease(self.task_id, message[1]))
-        self.rig.hook = lambda index: None
+            # a dead worker gives nothing up (the exception ran the runner's finally, which
+            # released the part): its lease lapses at once, or a little later, and meanwhile
+            # the joiner finds the part held and not stored, and parses later parts instead
+            lease = self.rig.store.keys.part_lease(self.task_id, message[1])
+            lapses = self.data.draw(st.sampled_from(["at once", "later", "later"]), label="lease")
+            if lapses == "at once":
+                self.rig.store.r.delete(lease)
+            else:
+                self.rig.store.r.set(lease, "p:dead", px=300)
+        finally:
+            self.rig.hook = hook
+
+    def _rollback(self) -> None:
+        """The store lost what came after the snapshot."""
+        for key, value in self.saved.items():
+            if value is None:
+                self.rig.store.r.delete(key)
+            else:
+                self.rig.store.r.restore(key, 0, value, replace=True)
 
     def _snapshot(self) -> None:
         r = self.rig.store.r
