@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 _BLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Block))
 STORE_EVERY_S = 0.1  # a part's worker stores what it parsed at least this often
-_WAIT_S = (0.005, 0.1)  # the joiner's first and longest wait for a unit another worker parses
+_WAIT_S = (0.002, 0.02)  # the joiner's first and longest wait for a unit another worker parses
 
 
 def ranges(total: int, part_pages: int) -> list[tuple[int, int]]:
