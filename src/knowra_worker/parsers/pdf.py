@@ -38,6 +38,7 @@ import statistics
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,8 +83,20 @@ if TYPE_CHECKING:  # pypdfium2 is imported where a file is opened, not with this
 
 PDFIUM_LOCK = threading.RLock()
 _FACTS_KEPT = 4  # documents whose running headers and outline a process remembers
-_Facts = tuple[frozenset[str], dict[int, tuple[tuple[int, str], ...]]]  # edges, outline
-_FACTS: dict[tuple[str, str], _Facts] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What is decided once from a whole document, and kept per process for every run and
+    part of it: its running heads, its outline, and the pages read to find the running
+    heads (served to whichever run or part reaches them, not read again)."""
+
+    edges: frozenset[str]
+    outline: dict[int, tuple[tuple[int, str], ...]]
+    sampled: dict[int, PageLines]
+
+
+_FACTS: dict[tuple[str, str], _Facts] = {}  # by path and signature
 
 
 @contextlib.contextmanager
@@ -148,60 +161,57 @@ class PdfDocument(BaseDocument):
         self.mime_type = mime_type
         self._pdf: pdfium.PdfDocument | None = _load(path)
         self._key = (str(path), signature(path))
-        self._read: dict[int, PageLines] = {}  # pages read ahead (the sample), until served
         with pdfium_section():
             self.units_total = len(self._pdf)
 
     def units(self, start: int = 0) -> Iterator[Unit]:
-        edges, outline = self._facts()
+        facts = self._facts()
         for index in range(max(0, start), self.units_total):
-            page = self._read.pop(index, None) or self._page_lines(index)
+            page = facts.sampled.get(index) or self._page_lines(index)
             reason = needs_ocr(page)  # no usable text layer (a scan): read it by OCR
             if reason and (page.lines or self._has_images(index)):  # not a blank page
                 yield ocr_page(self._pdf, index, reason, PDFIUM_LOCK)
                 continue
             warnings = [f"page {index + 1}: {warning}" for warning in page.warnings]
-            lines = reading_order(drop_edges(page, edges))
-            blocks = _blocks(lines, page.tables or [], index + 1, outline.get(index, ()))
-            yield Unit(index, blocks, warnings)
+            lines = reading_order(drop_edges(page, facts.edges))
+            outline = facts.outline.get(index, ())
+            yield Unit(index, _blocks(lines, page.tables or [], index + 1, outline), warnings)
 
     def _facts(self) -> _Facts:
-        """The running headers and the outline: decided once from the whole document (so
-        that every page reads alike whatever page a run starts at), when its pages are first
-        asked for (a document opened for its page count reads none), and kept per process
-        for the other parts of a split document."""
+        """The document's facts (see _Facts): decided when its pages are first asked for (a
+        document opened for its page count reads none), from the whole document, so that
+        every page reads alike whatever page a run starts at."""
         facts = _FACTS.get(self._key)
         if facts is None:
             if self._pdf is None:
                 raise RuntimeError("the document is closed")
             with pdfium_section():
                 outline = _outline(self._pdf)
-            facts = _FACTS[self._key] = (self._repeated_edges(), outline)
+            sampled = self._sample()
+            edges = [[line.text for line in edge_lines(page)] for page in sampled.values()]
+            running = repeated_edges(edges) if len(edges) >= 2 else frozenset()
+            facts = _FACTS[self._key] = _Facts(running, outline, sampled)
             while len(_FACTS) > _FACTS_KEPT:
                 del _FACTS[next(iter(_FACTS))]
         return facts
 
     def close(self) -> None:
-        self._read.clear()
         pdf, self._pdf = self._pdf, None
         if pdf is not None:
             with pdfium_section():
                 pdf.close()
 
-    def _repeated_edges(self) -> frozenset[str]:
-        """Running headers and footers, from the edge bands of a fixed sample of pages. The
-        sampled pages are read whole and kept: the run serves them without reading again
-        (a short document is sampled entirely)."""
-        sampled = []
+    def _sample(self) -> dict[int, PageLines]:
+        """A fixed sample of pages, spread over the document (a short one entirely), read
+        whole: their edge bands tell the running headers and footers."""
+        sampled = {}
         for index in sample_pages(self.units_total):
             try:
-                page = self._page_lines(index)
+                sampled[index] = self._page_lines(index)
             except KnowraError as exc:  # an unreadable page says nothing about the others
                 log.debug("page %d skipped while looking for running headers: %s", index + 1, exc)
-                continue  # (the run reads it again, and fails there)
-            self._read[index] = page
-            sampled.append([line.text for line in edge_lines(page)])
-        return repeated_edges(sampled) if len(sampled) >= 2 else frozenset()
+                # (the run reads it again, and fails there)
+        return sampled
 
     def _has_images(self, index: int) -> bool:
         """Whether the page draws an image: a page without text, images or anything to read
