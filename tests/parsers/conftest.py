@@ -12,6 +12,15 @@ from knowra_worker.parsers import open_document
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
+@pytest.fixture(autouse=True)
+def fresh_documents() -> None:
+    """Each test reads its PDFs afresh: a process keeps a document's facts and sampled pages,
+    which would hide what a test changes in how pages are read."""
+    from knowra_worker.parsers.pdf import forget_documents
+
+    forget_documents()
+
+
 def read_units(path: Path, start: int = 0) -> list[Unit]:
     with open_document(path) as doc:
         return list(doc.units(start))

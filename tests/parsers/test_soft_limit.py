@@ -55,6 +55,7 @@ def test_a_limit_between_pages_leaves_pdfium_whole(
     expected = read_units(DATA / "multi_page.pdf")
     from knowra_worker.parsers import pdf
 
+    pdf.forget_documents()  # every read below reads its pages, none served from the last
     real = pdf._read_page
 
     def read_then_interrupted(*args: object) -> object:
@@ -65,4 +66,5 @@ def test_a_limit_between_pages_leaves_pdfium_whole(
     with pytest.raises(Limit):
         read_units(DATA / "multi_page.pdf")
     monkeypatch.setattr(pdf, "_read_page", real)
+    pdf.forget_documents()
     assert read_units(DATA / "multi_page.pdf") == expected

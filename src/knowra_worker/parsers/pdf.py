@@ -243,6 +243,12 @@ class PdfDocument(BaseDocument):
                 page.close()
 
 
+def forget_documents() -> None:
+    """Drop what this process keeps of the documents it has read (their facts and sampled
+    pages): what is read next is read afresh."""
+    _FACTS.clear()
+
+
 def _load(path: Path) -> pdfium.PdfDocument:
     import pypdfium2 as pdfium
 
