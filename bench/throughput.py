@@ -82,6 +82,7 @@ class Timing:
     pages: int
     seconds: float
     failures: dict[str, str] = field(default_factory=dict)  # file name -> error code
+    rounds: list[float] = field(default_factory=list)  # pages/s of each run, of a median
 
     @property
     def pages_per_s(self) -> float:

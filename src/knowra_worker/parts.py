@@ -32,6 +32,8 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.errors import KnowraError, PermanentError, TransientError
 from knowra_worker.lifecycle import State
@@ -55,8 +57,10 @@ def ranges(total: int, part_pages: int) -> list[tuple[int, int]]:
 
 
 def encode_unit(unit: Unit) -> str:
-    blocks = [[_plain(getattr(block, name)) for name in _BLOCK_FIELDS] for block in unit.blocks]
-    return json.dumps({"b": blocks, "w": unit.warnings}, separators=(",", ":"), ensure_ascii=False)
+    """A parsed unit as JSON (each block's fields in order; tuples and the kind as orjson
+    writes them: arrays and the kind's value)."""
+    blocks = [[getattr(block, name) for name in _BLOCK_FIELDS] for block in unit.blocks]
+    return orjson.dumps({"b": blocks, "w": unit.warnings}).decode()
 
 
 def encode_error(exc: KnowraError) -> str:
@@ -65,17 +69,11 @@ def encode_error(exc: KnowraError) -> str:
 
 
 def decode_unit(index: int, raw: str) -> Unit:
-    data = json.loads(raw)
+    data = orjson.loads(raw)
     if "error" in data:
         raise _error(data)
     blocks = [_block(dict(zip(_BLOCK_FIELDS, values, strict=True))) for values in data["b"]]
     return Unit(index, blocks, list(data["w"]))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _block(values: dict[str, Any]) -> Block:
