@@ -3,8 +3,9 @@
 pdfium gives a page's text as lines, each placed by its first and last characters' boxes.
 From them (see `_pdf_layout` for the pure layout rules):
 - running headers and footers are dropped: lines near the top or bottom edge whose text,
-  page numbers aside, recurs on a fixed sample of pages read when the document is opened
-  (so a run started at any page drops the same lines);
+  page numbers aside, recurs on a fixed sample of pages read before the first page is
+  given (so a run started at any page drops the same lines; the sampled pages are kept per
+  process and served to whichever run or part of the file reaches them);
 - ruled tables (`_pdf_tables`, from the page's path objects) become TABLE blocks with their
   cells row by row, and their text is not repeated as paragraphs;
 - a page set in columns is read column after column, full-width lines kept in place;
