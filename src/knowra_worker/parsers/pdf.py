@@ -191,9 +191,11 @@ class PdfDocument(BaseDocument):
             sampled = self._sample()
             edges = [[line.text for line in edge_lines(page)] for page in sampled.values()]
             running = repeated_edges(edges) if len(edges) >= 2 else frozenset()
-            facts = _FACTS[self._key] = _Facts(running, outline, sampled)
-            while len(_FACTS) > _FACTS_KEPT:
-                del _FACTS[next(iter(_FACTS))]
+            facts = _Facts(running, outline, sampled)
+            with PDFIUM_LOCK:  # documents may be read from several threads
+                _FACTS[self._key] = facts
+                while len(_FACTS) > _FACTS_KEPT:
+                    del _FACTS[next(iter(_FACTS))]
         return facts
 
     def close(self) -> None:
@@ -247,7 +249,8 @@ class PdfDocument(BaseDocument):
 def forget_documents() -> None:
     """Drop what this process keeps of the documents it has read (their facts and sampled
     pages): what is read next is read afresh."""
-    _FACTS.clear()
+    with PDFIUM_LOCK:
+        _FACTS.clear()
 
 
 def _load(path: Path) -> pdfium.PdfDocument:
