@@ -178,6 +178,31 @@ def test_a_file_replaced_at_its_path_gets_its_own_running_heads(tmp_path: Path) 
     assert [text for text in texts_of(unit) if RUNNING_HEADS.search(text)]
 
 
+def test_a_read_error_while_sampling_running_heads_is_raised_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A moment's I/O trouble on a sampled page fails the read (transient: the task is
+    retried); the running heads are not decided without that page, so the retry reads the
+    document as an uninterrupted run does."""
+    from knowra_worker.errors import SourceIOError
+    from knowra_worker.parsers import pdf as pdf_parser
+
+    expected = read_units(REDP)
+    pdf_parser.forget_documents()
+    real, calls = pdf_parser._read_page, []
+
+    def flaky(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(5, "Input/output error")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pdf_parser, "_read_page", flaky)
+    with pytest.raises(SourceIOError):
+        read_units(REDP)
+    assert read_units(REDP) == expected
+
+
 def test_headings_take_their_levels_from_the_outline() -> None:
     with open_document(DATA / "DA-619p.pdf") as doc:
         page_6 = next(doc.units(start=5))

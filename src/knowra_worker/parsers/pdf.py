@@ -49,6 +49,7 @@ from knowra_worker.errors import (
     EmptyDocument,
     EncryptedFile,
     KnowraError,
+    PermanentError,
     SourceIOError,
 )
 from knowra_worker.parsers._common import (
@@ -211,9 +212,10 @@ class PdfDocument(BaseDocument):
         for index in sample_pages(self.units_total):
             try:
                 sampled[index] = self._page_lines(index)
-            except KnowraError as exc:  # an unreadable page says nothing about the others
+            except PermanentError as exc:  # an unreadable page says nothing about the others
                 log.debug("page %d skipped while looking for running headers: %s", index + 1, exc)
-                # (the run reads it again, and fails there)
+                # (the run reads it again, and fails there). A transient error is raised: the
+                # running heads must not depend on a moment's I/O trouble.
         return sampled
 
     def _has_images(self, index: int) -> bool:
