@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 _BLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Block))
 STORE_EVERY_S = 0.1  # a part's worker stores what it parsed at least this often
 _WAIT_S = (0.002, 0.02)  # the joiner's first and longest wait for a unit another worker parses
+_READ_UNITS = 32  # stored units the joiner reads in one call
 
 
 def ranges(total: int, part_pages: int) -> list[tuple[int, int]]:
@@ -127,7 +128,7 @@ class JoinedDocument:
     def units(self, start: int = 0) -> Iterator[Unit]:
         index, waited = start, 0
         while index < self.units_total:
-            stored = self.store.parsed_units(self.task_id, index, 8)
+            stored = self.store.parsed_units(self.task_id, index, _READ_UNITS)
             if stored[0] is not None:
                 for raw in stored:
                     if raw is None:
