@@ -179,17 +179,22 @@ class TaskRunner:
         self.instance_id = instance_id
         self.should_yield = should_yield
         self.lease_ms = int(settings.lease_ttl_s * 1000)
-        self.callback_url: str | None = None  # of the task run last: where to tell it ended
+        self.callback_url: str | None = None  # of the task run last, if it is to be told
 
     def run(self, task_id: str) -> Outcome:
+        from knowra_worker.store.replies import Outcome as ReplyOutcome  # loaded with the store
+
         gave_up = WorkerCrashed(
             f"the task's worker died {self.settings.max_attempts} times while running it"
         )
+        self.callback_url = None
         claim = self.store.claim(
             task_id, self.instance_id, self.lease_ms, self.settings.max_attempts, gave_up
         )
         if not claim.ok:
             log.info("task %s not run: %s (%s)", task_id, claim.outcome, claim.state)
+            if claim.outcome is ReplyOutcome.EXHAUSTED:  # failed by this claim: tell the caller
+                self.callback_url = self.store.callback_url(task_id)
             return Outcome.FAILED if claim.state is State.FAILED else Outcome.SKIPPED
         if claim.repaired:
             log.warning("task %s: the store had lost chunks of this run; starting over", task_id)

@@ -133,6 +133,39 @@ def test_a_task_whose_worker_dies_every_time_fails_with_worker_crashed(rig: Rig)
     assert final.attempts == rig.settings.max_attempts
 
 
+def test_a_runner_tells_only_the_task_it_ran_about_its_end(rig: Rig) -> None:
+    """The callback a worker process sends after a run is the URL of that run's task: never
+    the one of the task it ran before (a claim refused keeps none), and the task's own when
+    the claim itself fails it (its worker died too often)."""
+
+    def task_with(url: str) -> str:
+        task_id = rig.new_task("multi_page.pdf")
+        rig.store.r.hset(rig.store.keys.task(task_id), "callback_url", url)
+        return task_id
+
+    runner = rig.runner()
+    first = task_with("https://first.example/hook")
+    assert runner.run(first) is Outcome.SUCCEEDED
+    assert runner.callback_url == "https://first.example/hook"
+    assert runner.run(first) is Outcome.SKIPPED  # a second message for a finished task
+    assert runner.callback_url is None
+
+    other = rig.new_task("multi_page.pdf")  # no callback of its own
+    exhausted = task_with("https://exhausted.example/hook")
+    crash_at(rig, 1)
+    for task_id in (other, exhausted):
+        for attempt in range(rig.settings.max_attempts):
+            with pytest.raises(Crash):
+                rig.runner(f"w{attempt}").run(task_id)
+            rig.lapse_lease(task_id)
+    assert runner.run(other) is Outcome.FAILED  # failed by this claim
+    assert runner.callback_url is None
+    assert runner.run(exhausted) is Outcome.FAILED
+    assert runner.callback_url == "https://exhausted.example/hook"
+    assert runner.run(exhausted) is Outcome.FAILED  # failed already: told once, not again
+    assert runner.callback_url is None
+
+
 def test_rerun_replaces_the_chunks_only_when_it_succeeds(rig: Rig) -> None:
     task_id = rig.new_task("multi_page.pdf")
     assert rig.runner().run(task_id) is Outcome.SUCCEEDED
