@@ -17,7 +17,7 @@ from knowra_worker.models import (
     CHUNK_SIZE_MAX,
     CHUNK_SIZE_MIN,
     LengthUnit,
-    TextFormatField,
+    TextFormat,
     Tokenizer,
 )
 
@@ -181,7 +181,7 @@ def parse(
     task_id: Annotated[str, typer.Option(help="task id the chunk ids derive from")] = "local",
     kb_id: Annotated[str, typer.Option(help="knowledge base id put in the metadata")] = "local",
     text_format: Annotated[
-        TextFormatField, typer.Option(help="chunk text as markdown or plain text")
+        TextFormat, typer.Option(help="chunk text as markdown or plain text")
     ] = "markdown",
     length_unit: Annotated[
         LengthUnit, typer.Option(help="what --chunk-size and --chunk-overlap count")

@@ -19,7 +19,6 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 TextFormat = Literal["markdown", "plain"]
-TEXT_FORMATS: tuple[TextFormat, ...] = ("markdown", "plain")
 _MAX_HEADING_MARKS = 6  # Markdown has six heading levels; deeper ones are shown as the sixth
 
 

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from knowra_worker.document import TextFormat
 from knowra_worker.lifecycle import State  # the state machine lives in lifecycle.py
 
 CHUNK_SIZE_MIN, CHUNK_SIZE_MAX = 50, 100_000
-TextFormatField = Literal["markdown", "plain"]  # as document.TEXT_FORMATS
 LengthUnit = Literal["chars", "tokens"]
 Tokenizer = Literal["cl100k_base", "o200k_base"]  # as tokens.TOKENIZERS
 
@@ -30,7 +30,7 @@ class StartTaskRequest(BaseModel):
     )
     priority: int = Field(default=5, ge=0, le=9)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    text_format: TextFormatField = Field(
+    text_format: TextFormat = Field(
         default="markdown",
         description="Chunk text as Markdown (headings, lists, pipe tables, links, fenced code) "
         "or as plain text.",
@@ -105,7 +105,7 @@ class TaskStatus(BaseModel):
     file_path: str
     chunk_size: int
     chunk_overlap: int
-    text_format: TextFormatField = "markdown"
+    text_format: TextFormat = "markdown"
     length_unit: LengthUnit = "chars"
     tokenizer: Tokenizer | None = None
     mime_type: str | None = None
