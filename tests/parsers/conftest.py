@@ -26,6 +26,13 @@ def read_units(path: Path, start: int = 0) -> list[Unit]:
         return list(doc.units(start))
 
 
+def warnings_as_given(path: Path) -> list[str]:
+    """Each unit's warnings as they are when the unit is handed over (the pipeline takes
+    them then: a warning added to a unit afterwards is lost)."""
+    with open_document(path) as doc:
+        return [warning for unit in doc.units() for warning in list(unit.warnings)]
+
+
 def read_blocks(path: Path) -> list[Block]:
     return [block for unit in read_units(path) for block in unit.blocks]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from knowra_worker.document import BlockKind
 from knowra_worker.parsers import registry
 
-from .conftest import DATA, read_blocks, read_units
+from .conftest import DATA, read_blocks, read_units, warnings_as_given
 
 H, P, T = BlockKind.HEADING, BlockKind.PARAGRAPH, BlockKind.TABLE
 
@@ -55,11 +55,26 @@ def test_unreadable_attachment_is_named_with_a_warning() -> None:
     texts = [b.text for unit in units for b in unit.blocks]
     assert texts[-2] == "Attachment: sample-3s.mp3"
     assert texts[-1].startswith("(not read: unsupported format")
-    warnings = [w for unit in units for w in unit.warnings]
-    assert warnings == [
+    assert warnings_as_given(DATA / "mime-attach-mp3.eml") == [
         "attachment 'sample-3s.mp3' was not read: unsupported format: "
         "the file is an MP3 audio (audio/mpeg)"
     ]
+
+
+def test_a_long_message_gives_the_warning_with_the_unit_it_falls_in(tmp_path: Path) -> None:
+    """Hundreds of paragraphs make several units; the unreadable attachment after them is
+    named in the warnings of a unit handed over after it was met, not of the first one."""
+    message = EmailMessage()
+    message["Subject"] = "Long"
+    message.set_content("\n\n".join(f"Paragraph {n} of the body." for n in range(300)))
+    noise = bytes(range(256)) * 8  # no format at all
+    message.add_attachment(noise, maintype="application", subtype="octet-stream",
+                           filename="song.mp3")  # fmt: skip
+    path = tmp_path / "long.eml"
+    path.write_bytes(message.as_bytes())
+    assert len(read_units(path)) > 1
+    (warning,) = warnings_as_given(path)
+    assert warning.startswith("attachment 'song.mp3' was not read")
 
 
 def test_attached_documents_and_messages_nest(tmp_path: Path) -> None:

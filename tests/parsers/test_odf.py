@@ -11,7 +11,7 @@ from knowra_worker.document import BlockKind
 from knowra_worker.errors import CorruptFile
 from knowra_worker.parsers import open_document, registry
 
-from .conftest import DATA, read_blocks, read_units
+from .conftest import DATA, read_blocks, read_units, warnings_as_given
 
 H, P, L, T = BlockKind.HEADING, BlockKind.PARAGRAPH, BlockKind.LIST, BlockKind.TABLE
 _NS = (
@@ -119,6 +119,7 @@ def test_huge_repeat_counts_are_not_expanded(tmp_path: Path) -> None:
     (table,) = [b for b in blocks if b.kind is T]
     assert len(table.rows) == 3
     assert all(len(cells) <= 1024 and cells[0] == "a" for cells in table.rows)
+    assert set(warnings_as_given(path)) == {"cells beyond column 1024 were skipped"}
 
 
 def test_links_in_markdown(tmp_path: Path) -> None:

@@ -247,6 +247,9 @@ class FlowDocument(BaseDocument):
         self.mime_type = mime_type
         self.units_total = max(1, units_estimate)
         self.units_total_exact = False
+        # what could not be read, appended while blocks are read: it goes to the unit
+        # being built (subclasses hand this list to their readers)
+        self.warnings: list[str] = []
 
     def iter_blocks(self) -> Iterator[Block]:
         raise NotImplementedError
@@ -254,7 +257,10 @@ class FlowDocument(BaseDocument):
     def units(self, start: int = 0) -> Iterator[Unit]:
         with translate_errors(self.format_label):
             count = 0
+            self.warnings.clear()
             for unit in group_units(self.iter_blocks(), self.limits):
+                unit.warnings.extend(self.warnings)
+                self.warnings.clear()
                 count += 1
                 if not self.units_total_exact and unit.index + 1 >= self.units_total:
                     self.units_total = unit.index + 2  # still going: keep the estimate ahead

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from knowra_worker.document import Block, BlockKind, Unit
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._charts import chart_blocks, parse_chart
 from knowra_worker.parsers._common import (
     FlowDocument,
@@ -103,6 +103,7 @@ class DocxDocument(FlowDocument):
             children = len(self._body)
             self._title_shift = int(_uses_title(self._body, self._styles))
         super().__init__(mime_type, -(-children // _LIMITS.max_blocks))
+        self._part.warnings = self.warnings
 
     def iter_blocks(self) -> Iterator[Block]:
         builder = _BlockBuilder(
@@ -112,15 +113,6 @@ class DocxDocument(FlowDocument):
             yield from builder.add(element)
         yield from builder.flush_list()
         yield from _notes(self._part)
-
-    def units(self, start: int = 0) -> Iterator[Unit]:
-        """The units, each with the warnings raised while its blocks were read."""
-        self._part.warnings.clear()
-        for unit in super().units(0):
-            unit.warnings.extend(self._part.warnings)
-            self._part.warnings.clear()
-            if unit.index >= start:
-                yield unit
 
     def close(self) -> None:
         self._body = None

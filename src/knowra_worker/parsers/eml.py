@@ -25,7 +25,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from knowra_worker.document import Block, BlockKind, Unit
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.errors import KnowraError
 from knowra_worker.parsers._common import (
     FlowDocument,
@@ -33,9 +33,7 @@ from knowra_worker.parsers._common import (
     collapse_spaces,
     estimate_units,
     file_size,
-    group_units,
     io_error,
-    translate_errors,
 )
 from knowra_worker.parsers._encoding import SAMPLE_SIZE, bom_encoding, sniff_encoding
 from knowra_worker.parsers.base import Content, Format
@@ -56,25 +54,10 @@ class EmlDocument(FlowDocument):
 
     def __init__(self, path: Path, mime_type: str) -> None:
         self.path = path
-        self._warnings: list[str] = []
         super().__init__(mime_type, estimate_units(file_size(path), 2 * _LIMITS.max_chars))
 
-    def units(self, start: int = 0) -> Iterator[Unit]:
-        """As FlowDocument's, with the attachments' warnings on the unit they fall in."""
-        with translate_errors(self.format_label):
-            count = 0
-            for unit in group_units(self.iter_blocks(), self.limits):
-                unit.warnings, self._warnings = self._warnings, []
-                count += 1
-                self.units_total = max(self.units_total, unit.index + 2)
-                if unit.index >= start:
-                    yield unit
-            self.units_total = count
-            self.units_total_exact = True
-
     def iter_blocks(self) -> Iterator[Block]:
-        self._warnings = []
-        yield from _Reader(self._warnings).message(_load(self.path), 0)
+        yield from _Reader(self.warnings).message(_load(self.path), 0)
 
 
 def _load(path: Path) -> EmailMessage:

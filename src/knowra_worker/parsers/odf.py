@@ -245,11 +245,17 @@ def _link(node: Any, out: _Inline, depth: int, raised: frozenset[str]) -> None:
 class _Builder:
     """Turns the elements of a text body (or a text box, a slide frame) into blocks."""
 
-    def __init__(self, styles: _Styles, title_shift: int = 0, page: int | None = None) -> None:
+    def __init__(
+        self,
+        styles: _Styles,
+        title_shift: int = 0,
+        page: int | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
         self.styles = styles
         self.title_shift = title_shift
         self.page = page
-        self.warnings: list[str] = []
+        self.warnings: list[str] = [] if warnings is None else warnings  # what was skipped
         self.counters: dict[tuple[str, int], int] = {}
         self.raised = frozenset(styles.raised)
         self.objects: _Objects | None = None
@@ -438,10 +444,12 @@ def _table_rows(table: Any) -> Iterator[Any]:
 class _RowReader:
     """Cells of rows with their repeat counts applied, without expanding empty runs."""
 
-    def __init__(self, cell_text: Any, *, keep_trailing: bool) -> None:
+    def __init__(
+        self, cell_text: Any, *, keep_trailing: bool, warnings: list[str] | None = None
+    ) -> None:
         self.cell_text = cell_text
         self.keep_trailing = keep_trailing
-        self.warnings: list[str] = []
+        self.warnings: list[str] = [] if warnings is None else warnings  # what was skipped
 
     def rows(self, row: Any) -> Iterator[tuple[str, ...]]:
         cells = self._cells(row)
@@ -496,7 +504,7 @@ class OdtDocument(FlowDocument):
             self._styles.role(p.get(qn("text:style-name"))) == "title"
             for p in self._body.iter(qn("text:p"))
         )
-        builder = _Builder(self._styles, title_shift=int(title))
+        builder = _Builder(self._styles, title_shift=int(title), warnings=self.warnings)
         builder.objects = _Objects(self._path)
         yield from builder.blocks(self._body)
 
@@ -576,15 +584,17 @@ class OdsDocument(FlowDocument):
 
     def iter_blocks(self) -> Iterator[Block]:
         with _open_archive(self.path) as archive, archive.open("content.xml") as stream:
-            yield from _SheetStream().blocks(stream)
+            yield from _SheetStream(self.warnings).blocks(stream)
 
 
 class _SheetStream:
     """Reads sheets row by row from content.xml, freeing each row once it is read."""
 
-    def __init__(self) -> None:
-        self.builder = _Builder(_Styles())
-        self.reader = _RowReader(lambda cell: self.builder.cell_text(cell, 1), keep_trailing=False)
+    def __init__(self, warnings: list[str]) -> None:
+        self.builder = _Builder(_Styles(), warnings=warnings)
+        self.reader = _RowReader(
+            lambda cell: self.builder.cell_text(cell, 1), keep_trailing=False, warnings=warnings
+        )
         self.rows: list[tuple[str, ...]] = []
         self.chars = 0
 

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from knowra_worker.document import Block, BlockKind, Unit
+from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._charts import chart_blocks
 from knowra_worker.parsers._common import FlowDocument, UnitLimits, translate_errors
 from knowra_worker.parsers._tables import ROWS_PER_BLOCK, RowBatcher
@@ -55,7 +55,6 @@ class XlsxDocument(FlowDocument):
     def __init__(self, path: Path, mime_type: str) -> None:
         import openpyxl  # here, not at the top: the registry imports this module to list it
 
-        self._warnings: list[str] = []
         self._workbook: Any = None
         with translate_errors(self.format_label), _quiet():
             self._archive = zipfile.ZipFile(path)
@@ -85,19 +84,10 @@ class XlsxDocument(FlowDocument):
             yield from self._charts(info)
             yield from self._comments(info)
 
-    def units(self, start: int = 0) -> Iterator[Unit]:
-        """The units, each with the warnings raised while its blocks were read."""
-        self._warnings.clear()
-        for unit in super().units(0):
-            unit.warnings.extend(self._warnings)
-            self._warnings.clear()
-            if unit.index >= start:
-                yield unit
-
     def _charts(self, info: SheetInfo) -> Iterator[Block]:
         for chart in self._package.charts(info):
             if chart is None:
-                self._warnings.append(f"sheet '{info.name}': a chart that could not be read")
+                self.warnings.append(f"sheet '{info.name}': a chart that could not be read")
                 continue
             yield from chart_blocks(chart)
 
