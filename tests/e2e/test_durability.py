@@ -315,4 +315,5 @@ def test_a_split_pdf_equals_an_unsplit_run_even_when_a_part_worker_dies(
     others[0].kill()
     status = check_complete(svc, task_id, want)
     assert status["worker_pid"] == running["worker_pid"] and status["attempts"] == 1
-    assert status["units_parsed"] >= BIG_PAGES  # a page in flight may be parsed twice
+    # pages the killed worker parsed but had not stored yet are parsed again: at most a part
+    assert BIG_PAGES <= status["units_parsed"] <= BIG_PAGES + 50
