@@ -292,11 +292,7 @@ class Chunker:
 
     def _emit_full(self, out: list[RawChunk], content_type: str = "text") -> None:
         """Emit chunks while more than one chunk's worth of text is pending."""
-        pending = self.state.pending
-        if self.measure.exact:
-            pos = self._cut_chars(pending, 0, content_type, out)
-        else:
-            pos = self._cut(0, len(pending), content_type, out, final=False)
+        pos = self._cut(0, len(self.state.pending), content_type, out, final=False)
         if pos:
             self._drop_prefix(pos)
 

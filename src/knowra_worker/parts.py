@@ -57,6 +57,18 @@ def ranges(total: int, part_pages: int) -> list[tuple[int, int]]:
     return [(first, min(first + part_pages, total)) for first in range(0, total, part_pages)]
 
 
+def holder(instance_id: str) -> str:
+    """Who holds a part: this pool process of this instance."""
+    return f"{instance_id}:{os.getpid()}"
+
+
+def give_up(store: TaskStore, task_id: str, number: int, holder: str) -> None:
+    """Release a part this process held and will not finish: whoever needs it takes it at
+    once (a store that cannot be reached lets the lease lapse instead)."""
+    with contextlib.suppress(KnowraError):
+        store.renew_part(task_id, number, holder, 0)
+
+
 def encode_unit(unit: Unit) -> str:
     """A parsed unit as JSON (each block's fields in order; tuples and the kind as orjson
     writes them: arrays and the kind's value)."""
@@ -204,9 +216,8 @@ class JoinedDocument:
                 if outcome == "done":
                     self.finished.add(number)
             finally:
-                if outcome != "done":  # give the part up: whoever needs it takes it at once
-                    with contextlib.suppress(KnowraError):
-                        self.store.renew_part(self.task_id, number, self.holder, 0)
+                if outcome != "done":
+                    give_up(self.store, self.task_id, number, self.holder)
             return True
         return False
 
@@ -223,9 +234,8 @@ class JoinedDocument:
                         renewed = time.monotonic()
             finished = True
         finally:
-            if held is not None and not finished:  # stopped early: give the part up
-                with contextlib.suppress(KnowraError):
-                    self.store.renew_part(self.task_id, held, self.holder, 0)
+            if held is not None and not finished:  # stopped early
+                give_up(self.store, self.task_id, held, self.holder)
 
     def close(self) -> None:
         """Nothing to release: each part's document is closed when the part is done."""
@@ -250,7 +260,7 @@ class PartRunner:
         should_yield: Callable[[], bool],
     ) -> None:
         self.store, self.settings, self.should_yield = store, settings, should_yield
-        self.holder = f"{instance_id}:{os.getpid()}"
+        self.holder = holder(instance_id)
         self.lease_ms = int(settings.lease_ttl_s * 1000)
         self.source = ""
 
@@ -267,9 +277,8 @@ class PartRunner:
             log.warning("task %s part %d: stopped by %s; it will be taken over", task_id,
                         number, exc.message)  # fmt: skip
         finally:
-            if outcome != "done":  # give the part up: whoever needs it takes it at once
-                with contextlib.suppress(KnowraError):
-                    self.store.renew_part(task_id, number, self.holder, 0)
+            if outcome != "done":
+                give_up(self.store, task_id, number, self.holder)
         return outcome
 
     def _parse(self, task_id: str, number: int, epoch: int, first: int, end: int,

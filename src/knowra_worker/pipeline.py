@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -279,7 +278,7 @@ class TaskRunner:
             for number, part in enumerate(made):
                 if not part.done and part.start > next_unit:
                     self.enqueue_part(own.task_id, number, own.source, priority)
-        holder = f"{self.instance_id}:{os.getpid()}"
+        holder = parts.holder(self.instance_id)
         return JoinedDocument(self.store, own.task_id, path, own.source, doc, made, holder,
                               self.settings, own.between_units, self.should_yield)  # fmt: skip
 
