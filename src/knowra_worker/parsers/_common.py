@@ -154,8 +154,9 @@ def collapse_spaces(text: str) -> str:
 
 
 def collapse_inline_spaces(text: str) -> str:
-    """Collapse whitespace runs within lines, keep single line breaks, drop blank lines."""
-    lines = (_INLINE_SPACE_RE.sub(" ", line).strip() for line in text.split("\n"))
+    """Without control characters, whitespace runs within lines collapsed, single line
+    breaks kept, blank lines dropped."""
+    lines = (_INLINE_SPACE_RE.sub(" ", line).strip() for line in strip_controls(text).split("\n"))
     return "\n".join(line for line in lines if line)
 
 

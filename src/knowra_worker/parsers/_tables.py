@@ -18,21 +18,18 @@ CELL_SEPARATOR = " | "
 ROWS_PER_BLOCK = 200  # rows of a streamed table (CSV, a worksheet) in one TABLE block
 
 
-def row_line(cells: Iterable[str], *, drop_trailing_empty: bool = False) -> str:
-    """A row as one line, "" when every cell is empty.
-
-    Spreadsheets and CSV files drop their trailing empty cells (ragged rows, unused columns);
-    tables inside documents keep them, as there a cell's position says which column it is.
-    """
+def row_line(cells: Iterable[str]) -> str:
+    """A row as one line, "" when every cell is empty."""
     texts = list(cells)
-    if drop_trailing_empty:
-        while texts and not texts[-1]:
-            texts.pop()
     return CELL_SEPARATOR.join(texts) if any(texts) else ""
 
 
 def clean_row(cells: Iterable[str], *, drop_trailing_empty: bool = False) -> tuple[str, ...]:
-    """A row's cells on one line each (whitespace collapsed); () when every cell is empty."""
+    """A row's cells on one line each (whitespace collapsed); () when every cell is empty.
+
+    Spreadsheets and CSV files drop their trailing empty cells (ragged rows, unused columns);
+    tables inside documents keep them, as there a cell's position says which column it is.
+    """
     texts = [" ".join(cell.split()) for cell in cells]
     if drop_trailing_empty:
         while texts and not texts[-1]:
@@ -40,11 +37,9 @@ def clean_row(cells: Iterable[str], *, drop_trailing_empty: bool = False) -> tup
     return tuple(texts) if any(texts) else ()
 
 
-def table_block(
-    rows: Iterable[Sequence[str]], page: int | None = None, *, drop_trailing_empty: bool = False
-) -> Block | None:
+def table_block(rows: Iterable[Sequence[str]], page: int | None = None) -> Block | None:
     """A TABLE block from its rows (the header first), empty rows left out; None if none."""
-    kept = [r for row in rows if (r := clean_row(row, drop_trailing_empty=drop_trailing_empty))]
+    kept = [r for row in rows if (r := clean_row(row))]
     if not kept:
         return None
     return Block(BlockKind.TABLE, table_text(map(row_line, kept)), page=page, rows=tuple(kept))
@@ -60,8 +55,8 @@ class RowBatcher:
     `max_chars` characters (a single longer row makes a text of its own).
 
     Push-style, so that a caller can read its rows inside a context it must not yield from
-    (openpyxl's warnings are silenced only while rows are read): `add` answers the finished
-    text when a row does not fit, `flush` the last one.
+    (openpyxl's warnings are silenced only while rows are read): `add_row` answers the
+    finished block when a row does not fit, `flush_block` the last one.
     """
 
     def __init__(self, max_chars: int, max_rows: int = ROWS_PER_BLOCK) -> None:
@@ -101,14 +96,6 @@ class RowBatcher:
     def _push(self, line: str) -> None:
         self._lines.append(line)
         self._size += len(line) + 1
-
-    def add(self, line: str) -> str | None:
-        """Add a row line (empty ones are skipped); the finished text if this one did not fit."""
-        if not line:
-            return None
-        done = self.flush() if self._lines and self._full(line) else None
-        self._push(line)
-        return done
 
     def flush(self) -> str | None:
         """The rows held so far as one text (None when there are none), and start afresh."""

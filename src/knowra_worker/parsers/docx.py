@@ -29,9 +29,9 @@ from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
     clark,
+    collapse_inline_spaces,
     collapse_spaces,
     rewritten_package,
-    strip_controls,
     translate_errors,
 )
 from knowra_worker.parsers._omml import convert as convert_math
@@ -164,7 +164,7 @@ def _notes(part: _Part) -> Iterator[Block]:
         for note in root.iterchildren(qn(f"w:{kind}")):
             if note.get(qn("w:type")) not in (None, "normal"):
                 continue
-            text = _clean("\n".join(read_paragraph(p).text for p in note.iter(_P)))
+            text = collapse_inline_spaces("\n".join(read_paragraph(p).text for p in note.iter(_P)))
             if text:
                 yield Block(BlockKind.PARAGRAPH, " ".join(text.split()))
 
@@ -267,8 +267,8 @@ def read_paragraph(paragraph: Any, links: Callable[[str], str] | None = None) ->
             markdown.append(piece_markdown)
     if link is not None:
         markdown.append(_link_markdown(link, links))
-    plain = _clean("".join(text))
-    rich = _clean("".join(markdown))
+    plain = collapse_inline_spaces("".join(text))
+    rich = collapse_inline_spaces("".join(markdown))
     return Paragraph(plain, "" if rich == plain else rich, charts)
 
 
@@ -347,11 +347,6 @@ def _link_markdown(link: tuple[Any, str], links: Callable[[str], str] | None) ->
     lead = " " if text[:1].isspace() else ""
     trail = " " if text[-1:].isspace() else ""
     return f"{lead}[{label}]({target.replace(' ', '%20').replace(')', '%29')}){trail}"
-
-
-def _clean(raw: str) -> str:
-    lines = (" ".join(line.split()) for line in strip_controls(raw).split("\n"))
-    return "\n".join(line for line in lines if line)
 
 
 def _local(node: Any) -> str:

@@ -37,8 +37,8 @@ from knowra_worker.parsers._common import (
 )
 from knowra_worker.parsers._encoding import SAMPLE_SIZE, bom_encoding, sniff_encoding
 from knowra_worker.parsers.base import Content, Format
+from knowra_worker.parsers.detect import EML
 
-EML = "message/rfc822"
 _LIMITS = UnitLimits(max_chars=32_000, max_blocks=100, section_chars=8_000)
 _ADDRESS_HEADERS = ("From", "To", "Cc", "Date")
 MAX_ATTACHMENT_BYTES = 50 * 2**20

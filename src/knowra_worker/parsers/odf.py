@@ -35,8 +35,8 @@ from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
     clark,
+    collapse_inline_spaces,
     estimate_units,
-    strip_controls,
     translate_errors,
 )
 from knowra_worker.parsers._tables import ROWS_PER_BLOCK, row_line, table_text
@@ -185,14 +185,9 @@ class _Inline:
             self.markdown.append(text)
 
     def result(self) -> tuple[str, str]:
-        plain = _clean("".join(self.plain))
-        markdown = _clean("".join(self.markdown)) if self.linked else ""
+        plain = collapse_inline_spaces("".join(self.plain))
+        markdown = collapse_inline_spaces("".join(self.markdown)) if self.linked else ""
         return plain, "" if markdown == plain else markdown
-
-
-def _clean(text: str) -> str:
-    lines = (" ".join(line.split()) for line in strip_controls(text).split("\n"))
-    return "\n".join(line for line in lines if line)
 
 
 def _inline(node: Any, out: _Inline, depth: int = 0, raised: frozenset[str] = frozenset()) -> None:

@@ -29,10 +29,10 @@ from knowra_worker.document import Block, BlockKind
 from knowra_worker.parsers._common import (
     FlowDocument,
     UnitLimits,
+    collapse_inline_spaces,
     estimate_units,
     file_size,
     io_error,
-    strip_controls,
 )
 from knowra_worker.parsers._tables import row_line, table_text
 from knowra_worker.parsers.base import Content, Format
@@ -261,8 +261,8 @@ class _Reader:
         paragraph = self.paragraph
         if paragraph.in_table:
             return  # the text belongs to the cell, which \cell ends
-        text = _clean("".join(self.out.text))
-        marker = _clean("".join(self.out.marker))
+        text = collapse_inline_spaces("".join(self.out.text))
+        marker = collapse_inline_spaces("".join(self.out.marker))
         self.out.text, self.out.marker = [], []
         listed, self.listed = paragraph.listed or self.listed, False
         self._end_table()
@@ -288,7 +288,7 @@ class _Reader:
             self.out.items = []
 
     def _end_cell(self) -> None:
-        text = " ".join(_clean("".join(self.out.text)).split())
+        text = " ".join(collapse_inline_spaces("".join(self.out.text)).split())
         self.out.text, self.out.marker = [], []
         self.listed = False
         self.out.cells.append(text)
@@ -317,11 +317,6 @@ class _Reader:
 
 def _int(parameter: bytes | None) -> int | None:
     return int(parameter) if parameter is not None else None
-
-
-def _clean(text: str) -> str:
-    lines = (" ".join(line.split()) for line in strip_controls(text).split("\n"))
-    return "\n".join(line for line in lines if line)
 
 
 # --- control words with an effect ------------------------------------------------------

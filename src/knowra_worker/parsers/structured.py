@@ -33,9 +33,8 @@ from knowra_worker.parsers._common import (
 )
 from knowra_worker.parsers._encoding import file_encoding, open_text
 from knowra_worker.parsers.base import Content, Format
-from knowra_worker.parsers.detect import XML
+from knowra_worker.parsers.detect import JSON, XML
 
-JSON = "application/json"
 MAX_JSON_BYTES = 16 * 2**20
 _LINES_PER_BLOCK = 200
 _MAX_PARAGRAPH_CHARS = 4_000
