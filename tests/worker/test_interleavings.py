@@ -35,7 +35,7 @@ from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.store import TaskStore
 
 from ..store.conftest import RetryingStore
-from .test_durability import Crash, Rig, baseline, normalize, status
+from .conftest import Crash, Rig, baseline, normalize, status
 
 DOC = "multi_page.pdf"
 HOOK_EVENTS = ["nothing"] * 6 + [
