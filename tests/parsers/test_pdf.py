@@ -159,23 +159,54 @@ def test_running_heads_are_decided_alike_whatever_page_a_run_starts_at() -> None
     assert read_units(REDP, start=9) == every[9:]
 
 
-def test_a_file_replaced_at_its_path_gets_its_own_running_heads(tmp_path: Path) -> None:
-    """The running heads a process keeps per document are keyed by the file's size and
-    modification time: another file at the same path is looked at afresh. Here one page of
-    REDP alone, where nothing recurs, so its running heads stay text."""
-    import shutil
-
-    path = tmp_path / "doc.pdf"
-    shutil.copy(REDP, path)
-    assert read_units(path) == read_units(REDP)  # REDP's running heads now known
-    one = pdfium.PdfDocument.new()
-    src = pdfium.PdfDocument(REDP)
-    one.import_pages(src, [4])
-    one.save(path)
-    one.close()
+def _build(path: Path, source: Path, pages: list[int]) -> None:
+    built, src = pdfium.PdfDocument.new(), pdfium.PdfDocument(source)
+    built.import_pages(src, pages)
+    built.save(path)
+    built.close()
     src.close()
+
+
+def test_a_file_replaced_at_its_path_gets_its_own_running_heads(tmp_path: Path) -> None:
+    """The running heads a process keeps per (long) document are keyed by the file's size
+    and modification time: another file at the same path is looked at afresh. Here REDP
+    twice over, then one page of REDP alone, where nothing recurs, so its running heads
+    stay text."""
+    path = tmp_path / "doc.pdf"
+    _build(path, REDP, list(range(18)) * 2)
+    for unit in read_units(path, start=30):  # REDP's running heads now known
+        assert not [text for text in texts_of(unit) if RUNNING_HEADS.search(text)]
+    _build(path, REDP, [4])
     [unit] = read_units(path)
     assert [text for text in texts_of(unit) if RUNNING_HEADS.search(text)]
+
+
+def test_a_long_documents_sample_is_read_once_per_process_whatever_is_read_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split document's parts reach a worker process between other, short, documents:
+    those never push the long one's facts out, so its sampled pages are read once."""
+    from knowra_worker.parsers import pdf as pdf_parser
+
+    long = tmp_path / "long.pdf"
+    _build(long, REDP, list(range(18)) * 3)
+    expected = read_units(long)
+    pdf_parser.forget_documents()
+    real, reads = pdf_parser._read_page, []
+
+    def counted(*args: object) -> object:
+        reads.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pdf_parser, "_read_page", counted)
+    assert read_units(long, start=36) == expected[36:]
+    for n in range(2 * pdf_parser._FACTS_KEPT):  # short documents after the first part
+        _build(tmp_path / f"short-{n}.pdf", REDP, [n])
+        assert len(read_units(tmp_path / f"short-{n}.pdf")) == 1
+    reads.clear()
+    assert read_units(long, start=36) == expected[36:]
+    sampled = set(pdf_parser.sample_pages(54))
+    assert len(reads) == len(set(range(36, 54)) - sampled)  # the sample is not read again
 
 
 def test_a_read_error_while_sampling_running_heads_is_raised_not_remembered(

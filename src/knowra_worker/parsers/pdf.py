@@ -62,6 +62,7 @@ from knowra_worker.parsers._common import (
 )
 from knowra_worker.parsers._ocr import needs_ocr, ocr_page
 from knowra_worker.parsers._pdf_layout import (
+    EDGE_SAMPLE_PAGES,
     Line,
     PageLines,
     drop_edges,
@@ -163,6 +164,7 @@ class PdfDocument(BaseDocument):
         self.mime_type = mime_type
         self._pdf: pdfium.PdfDocument | None = _load(path)
         self._key = (str(path), signature(path))
+        self._own_facts: _Facts | None = None
         with pdfium_section():
             self.units_total = len(self._pdf)
 
@@ -182,8 +184,19 @@ class PdfDocument(BaseDocument):
     def _facts(self) -> _Facts:
         """The document's facts (see _Facts): decided when its pages are first asked for (a
         document opened for its page count reads none), from the whole document, so that
-        every page reads alike whatever page a run starts at."""
-        facts = _FACTS.get(self._key)
+        every page reads alike whatever page a run starts at.
+
+        Those of a document longer than its sample are kept per process, the most recently
+        used first, for every run and part of it; a shorter document's sample is the whole
+        document, read once whatever is kept, so its facts stay with the open document and
+        never push a long one's out (a batch of short files between a long one's parts)."""
+        if self._own_facts is not None:
+            return self._own_facts
+        remembered = self.units_total > EDGE_SAMPLE_PAGES
+        with PDFIUM_LOCK:  # documents may be read from several threads
+            facts = _FACTS.pop(self._key, None) if remembered else None
+            if facts is not None:
+                _FACTS[self._key] = facts  # now the most recently used
         if facts is None:
             if self._pdf is None:
                 raise RuntimeError("the document is closed")
@@ -193,10 +206,12 @@ class PdfDocument(BaseDocument):
             edges = [[line.text for line in edge_lines(page)] for page in sampled.values()]
             running = repeated_edges(edges) if len(edges) >= 2 else frozenset()
             facts = _Facts(running, outline, sampled)
-            with PDFIUM_LOCK:  # documents may be read from several threads
-                _FACTS[self._key] = facts
-                while len(_FACTS) > _FACTS_KEPT:
-                    del _FACTS[next(iter(_FACTS))]
+            if remembered:
+                with PDFIUM_LOCK:
+                    _FACTS[self._key] = facts
+                    while len(_FACTS) > _FACTS_KEPT:
+                        del _FACTS[next(iter(_FACTS))]
+        self._own_facts = facts
         return facts
 
     def close(self) -> None:
