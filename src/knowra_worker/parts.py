@@ -1,18 +1,18 @@
 """A long paginated document parsed as page-range parts by several worker processes.
 
 The worker that claims such a task (the *joiner*) splits it into parts of
-`KNOWRA_PART_PAGES` pages (store: SPLIT), sends one message per part, and then feeds its
-chunker every unit in page order: a unit a part's worker has parsed and stored, or, when the
-unit's part is held by nobody (not started yet, or its worker died), units it parses itself
-(taking the part over). While the next unit's part is another worker's and not stored yet,
-the joiner does not wait idle: it takes a later part nobody holds and parses it as that
-part's worker would, storing its units for when it gets there. The chunker therefore
-sees exactly the unit sequence of an unsplit run, so the chunks are identical to an
-unsplit run's (seq, text, metadata, ids), whichever process parsed which page; chunking,
-checkpoints, pause, cancel and crash recovery of the task are the joiner's and work as for
-any task. A part's worker stores units only while the
-task runs: a pause, a cancel or a stopped instance stops it at its next store, and the part
-goes on from its own checkpoint (its next unit) when the task runs again.
+`KNOWRA_PART_PAGES` pages, the last ones smaller (`ranges`; store: SPLIT), sends one message
+per part, and then feeds its chunker every unit in page order: a unit a part's worker has
+parsed and stored, or, when the unit's part is held by nobody (not started yet, or its
+worker died), units it parses itself (taking the part over). While the next unit's part is
+another worker's and not stored yet, the joiner does not wait idle: it takes a later part
+nobody holds and parses it as that part's worker would, storing its units for when it gets
+there. The chunker therefore sees exactly the unit sequence of an unsplit run, so the chunks
+are identical to an unsplit run's (seq, text, metadata, ids), whichever process parsed which
+page; chunking, checkpoints, pause, cancel and crash recovery of the task are the joiner's
+and work as for any task. A part's worker stores units only while the task runs: a pause, a
+cancel or a stopped instance stops it at its next store, and the part goes on from its own
+checkpoint (its next unit) when the task runs again.
 
 Memory stays bounded: stored units are deleted as the joiner commits them, and the document
 is opened afresh for each part (pdfium keeps per-document state that grows with the pages
@@ -50,11 +50,27 @@ _BLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Block))
 STORE_EVERY_S = 0.1  # a part's worker stores what it parsed at least this often
 _WAIT_S = (0.002, 0.02)  # the joiner's first and longest wait for a unit another worker parses
 _READ_UNITS = 32  # stored units the joiner reads in one call
+_TAIL_PARTS = 4  # the last two parts' worth of pages is cut in this many parts
+_MIN_TAIL_PAGES = 10
 
 
 def ranges(total: int, part_pages: int) -> list[tuple[int, int]]:
-    """[start, end) unit ranges of at most part_pages units covering 0..total-1."""
-    return [(first, min(first + part_pages, total)) for first in range(0, total, part_pages)]
+    """[start, end) unit ranges of at most part_pages units covering 0..total-1, the last
+    ones smaller: workers that take the last parts finish close together, none left parsing
+    a whole part while the others have nothing to do. Parts of part_pages run until at most
+    two parts' worth is left; that is cut in four (each of at least _MIN_TAIL_PAGES pages, or
+    in two when parts are that small)."""
+    spans, first = [], 0
+    while total - first > 2 * part_pages:
+        spans.append((first, first + part_pages))
+        first += part_pages
+    left = total - first
+    pieces = max(-(-left // part_pages), min(_TAIL_PARTS, left // _MIN_TAIL_PAGES))
+    for piece in range(pieces):
+        end = first + (left * (piece + 1)) // pieces - (left * piece) // pieces
+        spans.append((first, end))
+        first = end
+    return spans
 
 
 def holder(instance_id: str) -> str:

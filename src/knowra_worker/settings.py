@@ -92,7 +92,9 @@ class Settings(BaseSettings):
         description="A paginated document of more pages than this is parsed as page-range "
         "parts by several worker processes (0: never split).",
     )
-    part_pages: int = Field(default=100, ge=1, description="Pages of one part of a split task.")
+    part_pages: int = Field(
+        default=100, ge=1, description="Pages of one part of a split task (the last are smaller)."
+    )
     heartbeat_interval_s: float = Field(
         default=5.0, gt=0, description="Seconds between two renewals of a running task's lease."
     )

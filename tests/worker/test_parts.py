@@ -5,6 +5,7 @@ run where the test says (inside the hook at a unit of the task's own worker)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,6 +69,19 @@ def once(action: Any) -> Any:
             action(index)
 
     return hook
+
+
+@pytest.mark.parametrize("part_pages", [1, 2, 3, 10, 50, 100])
+def test_parts_cover_every_page_once_in_order_and_end_smaller(part_pages: int) -> None:
+    for total in range(1, 1000):
+        spans = parts.ranges(total, part_pages)
+        assert spans[0][0] == 0 and spans[-1][1] == total
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+        assert all(0 < end - start <= part_pages for start, end in spans)
+        if total > 2 * part_pages >= 8 * parts._MIN_TAIL_PAGES:  # the last two parts' worth
+            *whole, a, b, c, d = [end - start for start, end in spans]
+            assert set(whole) == {part_pages}
+            assert max(a, b, c, d) <= (2 * part_pages + 3) // 4  # is cut in four
 
 
 def test_a_split_task_its_worker_parses_alone_gives_the_unsplit_chunks(split: Split) -> None:
