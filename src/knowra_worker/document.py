@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 TextFormat = Literal["markdown", "plain"]
 _MAX_HEADING_MARKS = 6  # Markdown has six heading levels; deeper ones are shown as the sixth
@@ -75,6 +75,23 @@ class Document(Protocol):
     def __enter__(self) -> Document: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class SharesFacts(Protocol):
+    """A document whose every page reads alike only with facts decided from the whole
+    document (a PDF's running heads and outline). Split into parts parsed by several worker
+    processes, the task's own worker decides them once and hands them to the others, which
+    then need not decide them again."""
+
+    def shared_facts(self) -> str:
+        """The facts, as JSON (decided now if they were not yet)."""
+        ...
+
+    def adopt_facts(self, facts: str) -> None:
+        """Take facts another process decided for this same file (as shared_facts gave
+        them); facts that cannot be read are ignored (the document decides its own)."""
+        ...
 
 
 # --- rendering: a block in the chosen text format (used by the chunker) --------------------

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from knowra_worker.document import Block, BlockKind, Unit
+from knowra_worker.document import Block, BlockKind, SharesFacts, Unit
 from knowra_worker.errors import KnowraError, PermanentError, TransientError
 from knowra_worker.lifecycle import State
 from knowra_worker.parsers import registry
@@ -139,12 +139,14 @@ class JoinedDocument:
         settings: Settings,
         between_units: Callable[[State | None], None],
         should_yield: Callable[[], bool] = lambda: False,
+        facts: str = "",
     ) -> None:
         self.store, self.task_id, self.path, self.source = store, task_id, path, source
         self.mime_type, self.unit_name = shape.mime_type, shape.unit_name
         self.units_total, self.units_total_exact = shape.units_total, True
         self.parts, self.holder, self.settings = parts, holder, settings
         self.between_units, self.should_yield = between_units, should_yield
+        self.facts = facts  # the document's, decided once for every part (SharesFacts)
         self.lease_ms = int(settings.lease_ttl_s * 1000)
         self.parsed_here = 0  # units this worker parsed itself (not taken from a part's)
         self.finished = {number for number, part in enumerate(parts) if part.done}
@@ -228,7 +230,7 @@ class JoinedDocument:
                                 self.lease_ms, self.should_yield)  # fmt: skip
             outcome = "stopped"
             try:
-                outcome = worker.parse(self.path, claim.next, claim.end)
+                outcome = worker.parse(self.path, claim.next, claim.end, self.facts)
                 if outcome == "done":
                     self.finished.add(number)
             finally:
@@ -241,6 +243,8 @@ class JoinedDocument:
         renewed, finished = time.monotonic(), False
         try:
             with registry.open_document(self.path) as doc:
+                if self.facts and isinstance(doc, SharesFacts):
+                    doc.adopt_facts(self.facts)
                 # one unit per page: the page after the range is never read
                 for unit in itertools.islice(doc.units(first), end - first):
                     self.parsed_here += 1
@@ -306,7 +310,7 @@ class PartRunner:
             return "stale"  # the file changed: the task's own worker starts over
         worker = PartWorker(self.store, task_id, number, epoch, self.holder, self.lease_ms,
                             self.should_yield)  # fmt: skip
-        return worker.parse(path, first, end)
+        return worker.parse(path, first, end, self.store.part_facts(task_id, self.source))
 
 
 class PartWorker:
@@ -321,12 +325,15 @@ class PartWorker:
         self.store, self.task_id, self.number, self.epoch = store, task_id, number, epoch
         self.holder, self.lease_ms, self.should_yield = holder, lease_ms, should_yield
 
-    def parse(self, path: Path, first: int, end: int) -> str:
-        """'done', or 'stopped' when a store was refused."""
+    def parse(self, path: Path, first: int, end: int, facts: str = "") -> str:
+        """'done', or 'stopped' when a store was refused. `facts`: the document's, as the
+        task's worker decided them (see document.SharesFacts)."""
         batch: list[tuple[int, str]] = []
         next_index, last_store = first, time.monotonic()
         try:
             with registry.open_document(path) as doc:
+                if facts and isinstance(doc, SharesFacts):
+                    doc.adopt_facts(facts)
                 for unit in itertools.islice(doc.units(first), end - first):
                     batch.append((unit.index, encode_unit(unit)))
                     next_index = unit.index + 1

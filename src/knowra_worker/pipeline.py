@@ -29,7 +29,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 
 from knowra_worker import parts
 from knowra_worker.chunking import Chunker, ChunkerState, RawChunk
-from knowra_worker.document import Document, TextFormat, Unit
+from knowra_worker.document import Document, SharesFacts, TextFormat, Unit
 from knowra_worker.errors import (
     EmptyDocument,
     InternalError,
@@ -272,7 +272,9 @@ class TaskRunner:
         """Split the task into parts (once), send a message for each part other workers may
         take, and answer the units in page order, wherever they are parsed."""
         spans = parts.ranges(doc.units_total, self.settings.part_pages)
-        reply, made = self.store.split(own.task_id, own.epoch, own.source, next_unit, spans)
+        # decided here once, before any part's message: the parts' workers take them
+        facts = doc.shared_facts() if isinstance(doc, SharesFacts) else ""
+        reply, made = self.store.split(own.task_id, own.epoch, own.source, next_unit, spans, facts)
         own.check(reply)
         if self.enqueue_part is not None:
             for number, part in enumerate(made):
@@ -280,7 +282,8 @@ class TaskRunner:
                     self.enqueue_part(own.task_id, number, own.source, priority)
         holder = parts.holder(self.instance_id)
         return JoinedDocument(self.store, own.task_id, path, own.source, doc, made, holder,
-                              self.settings, own.between_units, self.should_yield)  # fmt: skip
+                              self.settings, own.between_units, self.should_yield,
+                              facts)  # fmt: skip
 
     def _parse_units(
         self, own: _Owned, doc: Document, chunker: Chunker, ctx: ChunkContext, next_unit: int

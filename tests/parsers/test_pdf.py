@@ -209,6 +209,26 @@ def test_a_long_documents_sample_is_read_once_per_process_whatever_is_read_betwe
     assert len(reads) == len(set(range(36, 54)) - sampled)  # the sample is not read again
 
 
+def test_facts_handed_over_read_every_page_alike_and_unreadable_ones_are_ignored(
+    tmp_path: Path,
+) -> None:
+    """A part's worker given the document's facts reads its pages as the worker that
+    decided them; facts it cannot read are ignored, not half taken."""
+    from knowra_worker.parsers import pdf as pdf_parser
+
+    path = tmp_path / "long.pdf"
+    _build(path, REDP, list(range(18)) * 2)
+    expected = read_units(path)
+    with pdf_parser.PdfDocument(path, "application/pdf") as doc:
+        facts = doc.shared_facts()
+    assert "row and column access control" in facts  # a running head decided
+    for given in (facts, "not JSON", '{"v": 99}', '{"v": 1, "edges": 3}'):
+        pdf_parser.forget_documents()
+        with pdf_parser.PdfDocument(path, "application/pdf") as doc:
+            doc.adopt_facts(given)
+            assert list(doc.units(start=20)) == expected[20:], given
+
+
 def test_a_read_error_while_sampling_running_heads_is_raised_not_remembered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

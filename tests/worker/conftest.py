@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from knowra_worker import pipeline
-from knowra_worker.document import Unit
+from knowra_worker.document import SharesFacts, Unit
 from knowra_worker.models import StartTaskRequest
 from knowra_worker.parsers import registry
 from knowra_worker.pipeline import Outcome, TaskRunner
@@ -102,6 +102,13 @@ class _Hooked:
             yield unit
             if self.rig.mid_unit:
                 self.rig.hook(unit.index)  # the unit parsed, its chunks not yet committed
+
+    def shared_facts(self) -> str:  # those of the parsed document, when it has any
+        return self.doc.shared_facts() if isinstance(self.doc, SharesFacts) else ""
+
+    def adopt_facts(self, facts: str) -> None:
+        if isinstance(self.doc, SharesFacts):
+            self.doc.adopt_facts(facts)
 
     def close(self) -> None:
         self.doc.close()

@@ -99,6 +99,36 @@ def test_parts_parsed_by_other_workers_are_joined_in_page_order(split: Split) ->
     assert split.check().units_parsed == PAGES  # every page parsed exactly once
 
 
+def test_the_parts_workers_take_the_documents_facts_and_do_not_decide_them_again(
+    split: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task's worker decides the running heads and outline once and keeps them with the
+    parts; the parts' workers read every page of theirs alike without sampling the document
+    (the joined chunks are the unsplit ones), and a part made for another version of the
+    file is given none."""
+    from knowra_worker.parsers.pdf import PdfDocument
+
+    real, sampled = PdfDocument._sample, []
+
+    def counted(doc: PdfDocument) -> Any:
+        sampled.append(doc.units_total)
+        return real(doc)
+
+    monkeypatch.setattr(PdfDocument, "_sample", counted)
+    by_parts: list[int] = []
+
+    def run_parts(index: int) -> None:
+        before = len(sampled)
+        assert split.run_parts() == ["done"] * 4
+        by_parts.append(len(sampled) - before)
+
+    split.rig.hook = once(run_parts)
+    assert split.joiner().run(split.task_id) is Outcome.SUCCEEDED
+    assert sampled == [PAGES] and by_parts == [0]  # the joiner's sample, none in the parts
+    split.check()
+    assert split.rig.store.part_facts(split.task_id, "another-version") == ""
+
+
 def test_the_joiner_parses_later_parts_while_another_worker_holds_the_next(
     split: Split,
 ) -> None:

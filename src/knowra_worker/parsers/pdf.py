@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import functools
 import itertools
+import json
 import logging
 import re
 import statistics
@@ -86,6 +87,7 @@ if TYPE_CHECKING:  # pypdfium2 is imported where a file is opened, not with this
 
 PDFIUM_LOCK = threading.RLock()
 _FACTS_KEPT = 4  # documents whose running headers and outline a process remembers
+_FACTS_VERSION = 1  # of the facts' JSON handed to other processes
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,12 +209,34 @@ class PdfDocument(BaseDocument):
             running = repeated_edges(edges) if len(edges) >= 2 else frozenset()
             facts = _Facts(running, outline, sampled)
             if remembered:
-                with PDFIUM_LOCK:
-                    _FACTS[self._key] = facts
-                    while len(_FACTS) > _FACTS_KEPT:
-                        del _FACTS[next(iter(_FACTS))]
+                _remember(self._key, facts)
         self._own_facts = facts
         return facts
+
+    def shared_facts(self) -> str:
+        facts = self._facts()
+        outline = {str(index): [list(item) for item in items]
+                   for index, items in facts.outline.items()}  # fmt: skip
+        return json.dumps({"v": _FACTS_VERSION, "edges": sorted(facts.edges), "outline": outline})
+
+    def adopt_facts(self, facts: str) -> None:
+        if self._own_facts is not None or self._key in _FACTS:
+            return  # decided here already
+        try:
+            data = json.loads(facts)
+            if data.get("v") != _FACTS_VERSION:
+                return
+            outline = {
+                int(index): tuple((int(level), str(key)) for level, key in items)
+                for index, items in data["outline"].items()
+            }
+            edges = frozenset(str(key) for key in data["edges"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.debug("facts not adopted: %s", exc)
+            return
+        self._own_facts = _Facts(edges, outline, {})
+        if self.units_total > EDGE_SAMPLE_PAGES:
+            _remember(self._key, self._own_facts)
 
     def close(self) -> None:
         pdf, self._pdf = self._pdf, None
@@ -261,6 +285,14 @@ class PdfDocument(BaseDocument):
                     textpage.close()
             finally:
                 page.close()
+
+
+def _remember(key: tuple[str, str], facts: _Facts) -> None:
+    with PDFIUM_LOCK:
+        _FACTS.pop(key, None)
+        _FACTS[key] = facts
+        while len(_FACTS) > _FACTS_KEPT:
+            del _FACTS[next(iter(_FACTS))]
 
 
 def forget_documents() -> None:

@@ -410,8 +410,9 @@ SPLIT = (
     + """
 -- The worker running a task splits it into page-range parts, once: a later call (a resumed
 -- run) answers the parts made, unless the file changed. Parts wholly before the run's
--- checkpoint are done from the start. ARGV: op, epoch, source, next unit, start/end pairs.
--- Answers each part as {start, end, next, done}.
+-- checkpoint are done from the start. ARGV: op, epoch, source, next unit, the document's
+-- facts for the parts' workers (JSON, or ''), start/end pairs. Answers each part as
+-- {start, end, next, done}.
 local op = ARGV[1]
 local again = remembered('w', op)
 if again then return again end
@@ -420,7 +421,7 @@ if refused then return refused end
 if redis.call('HGET', parts, 'source') ~= ARGV[3] then
   drop_parts()
   local n, from = 0, tonumber(ARGV[4])
-  for i = 5, #ARGV - 1, 2 do
+  for i = 6, #ARGV - 1, 2 do
     local k, first, stop = tostring(n), tonumber(ARGV[i]), tonumber(ARGV[i + 1])
     local next_unit = math.min(math.max(first, from), stop)
     local done = 0
@@ -429,7 +430,7 @@ if redis.call('HGET', parts, 'source') ~= ARGV[3] then
       k .. ':epoch', 0, k .. ':done', done)
     n = n + 1
   end
-  redis.call('HSET', parts, 'count', n, 'source', ARGV[3])
+  redis.call('HSET', parts, 'count', n, 'source', ARGV[3], 'facts', ARGV[5])
 end
 local out = {}
 for k = 0, tonumber(redis.call('HGET', parts, 'count')) - 1 do

@@ -342,12 +342,19 @@ class TaskStore:
 
     @_store_errors
     def split(
-        self, task_id: str, epoch: int, source: str, next_unit: int, ranges: list[tuple[int, int]]
+        self,
+        task_id: str,
+        epoch: int,
+        source: str,
+        next_unit: int,
+        ranges: list[tuple[int, int]],
+        facts: str = "",
     ) -> tuple[Reply, list[Part]]:
         """Split the task into `ranges` (once; a later call answers the parts made, unless
-        the file's signature `source` changed)."""
+        the file's signature `source` changed), keeping the document's `facts` (see
+        document.SharesFacts) for the parts' workers."""
         flat = [x for first, stop in ranges for x in (first, stop)]
-        args = [self._op(), epoch, source, next_unit, *flat]
+        args = [self._op(), epoch, source, next_unit, facts, *flat]
         return replies.decode_split(self._run("SPLIT", task_id, args))
 
     @_store_errors
@@ -381,6 +388,15 @@ class TaskStore:
         that another worker may take it at once rather than after the lease)."""
         keys = [self.keys.part_lease(task_id, part)]
         return bool(self._call("PART_RENEW", keys, [holder, lease_ms]))
+
+    @_store_errors
+    def part_facts(self, task_id: str, source: str) -> str:
+        """The facts the task's worker decided for its parts' workers ('' when none were
+        kept, or when the parts were made for another version of the file)."""
+        source_now, facts = self.r.hmget(self.keys.parts(task_id), ["source", "facts"])
+        if source_now is None or str(source_now) != source:
+            return ""
+        return "" if facts is None else str(facts)
 
     @_store_errors
     def parsed_units(self, task_id: str, first: int, count: int) -> list[str | None]:
