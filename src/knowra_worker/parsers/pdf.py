@@ -528,12 +528,19 @@ class _CharIndex:
         return int(pdfium_c.FPDFText_GetCharIndexFromTextIndex(self.textpage, offset))
 
 
-def _line_spans(text: str) -> Iterator[tuple[int, int]]:
-    start = 0
-    for match in _LINE_BREAK.finditer(text):
-        yield start, match.start()
-        start = match.end()
-    yield start, len(text)
+def _line_spans(text: str) -> list[tuple[int, int]]:
+    """Where each line of the page's text starts and ends (pdfium ends lines with CRLF;
+    a lone CR or LF ends one too)."""
+    lines = text.split("\r\n")
+    if any("\r" in line or "\n" in line for line in lines):
+        starts = [0, *(match.end() for match in _LINE_BREAK.finditer(text))]
+        ends = [match.start() for match in _LINE_BREAK.finditer(text)] + [len(text)]
+        return list(zip(starts, ends, strict=True))
+    spans, start = [], 0
+    for line in lines:
+        spans.append((start, start + len(line)))
+        start += len(line) + 2
+    return spans
 
 
 class _Bold:
@@ -808,6 +815,12 @@ def _split_outline_titles(
     titles = {key for _, key in outline}
     result = []
     for paragraph in paragraphs:
+        # the first line's key starts any key of the first lines joined: most paragraphs
+        # are ruled out by it
+        first = _title_key(paragraph[0].text)
+        if not any(title.startswith(first) for title in titles):
+            result.append(paragraph)
+            continue
         cut = next(
             (
                 n
