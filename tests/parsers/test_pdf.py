@@ -254,6 +254,41 @@ def test_a_read_error_while_sampling_running_heads_is_raised_not_remembered(
     assert read_units(REDP) == expected
 
 
+def _outline_pdf(title: str) -> bytes:
+    """One blank page and an outline whose one bookmark (to the page) is its own next
+    sibling: a cycle, as broken files have."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R /Outlines 4 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+        b"<< /Type /Outlines /First 5 0 R /Last 5 0 R /Count 1 >>",
+        b"<< /Title (%s) /Parent 4 0 R /Dest [3 0 R /Fit] /Next 5 0 R >>" % title.encode(),
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def test_an_outline_with_a_cycle_and_a_long_title_is_read_once_and_whole() -> None:
+    from knowra_worker.parsers.pdf import _outline
+
+    title = "Chapter One " + "x" * 700  # longer than the title buffer
+    pdf = pdfium.PdfDocument(_outline_pdf(title))
+    try:
+        assert _outline(pdf) == {0: ((1, title.casefold()),)}
+    finally:
+        pdf.close()
+
+
 def test_headings_take_their_levels_from_the_outline() -> None:
     with open_document(DATA / "DA-619p.pdf") as doc:
         page_6 = next(doc.units(start=5))

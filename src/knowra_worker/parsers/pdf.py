@@ -154,6 +154,8 @@ _MARK_RAISE = 0.2  # of the word's height: a baseline raised like a superscript'
 _SAME_BOX = 0.01  # points
 _LEVEL = 0.01  # radians: a character's angle that is still horizontal text
 _FONT_NAME_SIZE = 128
+_TITLE_BYTES = 1024
+_TITLE = ctypes.create_string_buffer(_TITLE_BYTES)  # used with PDFIUM_LOCK held
 _FONT_NAME = ctypes.create_string_buffer(_FONT_NAME_SIZE)  # used with PDFIUM_LOCK held
 _FONT_FLAGS = ctypes.c_int(0)  # likewise
 
@@ -339,21 +341,57 @@ def _load_error(exc: pdfium.PdfiumError) -> KnowraError:
 
 
 def _outline(pdf: pdfium.PdfDocument) -> dict[int, tuple[tuple[int, str], ...]]:
-    """The document's bookmarks by page index: (heading level, title key)."""
+    """The document's bookmarks by page index: (heading level, title key), in the outline's
+    order (depth first, as a reader sees it). A bookmark's page is asked for first and its
+    title read only when it has one: a file cut from a longer one often keeps thousands of
+    bookmarks to pages it no longer has."""
+    import pypdfium2.raw as pdfium_c
+
+    handle = pdf.raw
     by_page: dict[int, list[tuple[int, str]]] = {}
-    try:
-        for count, bookmark in enumerate(pdf.get_toc(max_depth=_OUTLINE_MAX_DEPTH)):
-            if count >= _OUTLINE_MAX_ITEMS:
-                break
-            dest = bookmark.get_dest()
-            index = dest.get_index() if dest is not None else None
-            key = _title_key(bookmark.get_title() or "")
-            if index is not None and key:
-                level = min(bookmark.level + 1, _MAX_LEVEL)
-                by_page.setdefault(index, []).append((level, key))
-    except pdfium_error() as exc:  # a broken outline: headings then come from fonts only
-        log.debug("outline skipped: %s", exc)
+    get_dest, page_of = pdfium_c.FPDFBookmark_GetDest, pdfium_c.FPDFDest_GetDestPageIndex
+    for count, (bookmark, depth) in enumerate(_bookmarks(handle)):
+        if count >= _OUTLINE_MAX_ITEMS:
+            break
+        dest = get_dest(handle, bookmark)
+        index = page_of(handle, dest) if dest else -1
+        if index < 0:
+            continue
+        key = _title_key(_bookmark_title(bookmark))
+        if key:
+            by_page.setdefault(index, []).append((min(depth + 1, _MAX_LEVEL), key))
     return {index: tuple(items) for index, items in by_page.items()}
+
+
+def _bookmarks(handle: Any, parent: Any = None, depth: int = 0, seen: set[int] | None = None
+               ) -> Iterator[tuple[Any, int]]:  # fmt: skip
+    """Every bookmark under `parent` with its depth, depth first, down to
+    _OUTLINE_MAX_DEPTH; a bookmark met again (a cycle in a broken outline) ends its list."""
+    import pypdfium2.raw as pdfium_c
+
+    seen = set() if seen is None else seen
+    bookmark = pdfium_c.FPDFBookmark_GetFirstChild(handle, parent)
+    while bookmark:
+        address = ctypes.cast(bookmark, ctypes.c_void_p).value or 0
+        if address in seen:
+            log.debug("a bookmark cycle in the outline was cut")
+            break
+        seen.add(address)
+        yield bookmark, depth
+        if depth < _OUTLINE_MAX_DEPTH - 1:
+            yield from _bookmarks(handle, bookmark, depth + 1, seen)
+        bookmark = pdfium_c.FPDFBookmark_GetNextSibling(handle, bookmark)
+
+
+def _bookmark_title(bookmark: Any) -> str:
+    import pypdfium2.raw as pdfium_c
+
+    size = pdfium_c.FPDFBookmark_GetTitle(bookmark, _TITLE, _TITLE_BYTES)
+    if size > _TITLE_BYTES:  # longer than the buffer: read again into one that fits
+        buffer = ctypes.create_string_buffer(size)
+        pdfium_c.FPDFBookmark_GetTitle(bookmark, buffer, size)
+        return buffer.raw[: size - 2].decode("utf-16-le", errors="replace")
+    return _TITLE.raw[: max(size - 2, 0)].decode("utf-16-le", errors="replace")
 
 
 def pdfium_error() -> type[Exception]:
