@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from knowra_worker.document import Block, BlockKind
-from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers._tables import rows_block
 
 _C = "{http://schemas.openxmlformats.org/drawingml/2006/chart}"
 _A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
@@ -76,10 +76,9 @@ def chart_blocks(chart: Chart, page: int | None = None) -> Iterator[Block]:
     """The title and kind as a paragraph, then the data as a TABLE block."""
     caption = f"{chart.title} ({chart.kind})" if chart.title else chart.kind
     yield Block(BlockKind.PARAGRAPH, caption, page=page)
-    rows = chart.rows()
-    text = table_text(row_line(row) for row in rows)
-    if text:
-        yield Block(BlockKind.TABLE, text, page=page, rows=tuple(rows))
+    table = rows_block(chart.rows(), page)
+    if table:
+        yield table
 
 
 def _local(element: Any) -> str:

@@ -39,10 +39,16 @@ def clean_row(cells: Iterable[str], *, drop_trailing_empty: bool = False) -> tup
 
 def table_block(rows: Iterable[Sequence[str]], page: int | None = None) -> Block | None:
     """A TABLE block from its rows (the header first), empty rows left out; None if none."""
-    kept = [r for row in rows if (r := clean_row(row))]
-    if not kept:
+    return rows_block([r for row in rows if (r := clean_row(row))], page)
+
+
+def rows_block(rows: Sequence[Sequence[str]], page: int | None = None) -> Block | None:
+    """A TABLE block of rows taken as they are (the header first): its text has a line per
+    row with text, `rows` keeps them all; None when no cell has text."""
+    text = table_text(map(row_line, rows))
+    if not text:
         return None
-    return Block(BlockKind.TABLE, table_text(map(row_line, kept)), page=page, rows=tuple(kept))
+    return Block(BlockKind.TABLE, text, page=page, rows=tuple(tuple(row) for row in rows))
 
 
 def table_text(lines: Iterable[str]) -> str:

@@ -35,7 +35,7 @@ from knowra_worker.parsers._common import (
     translate_errors,
 )
 from knowra_worker.parsers._omml import convert as convert_math
-from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers._tables import row_line, rows_block
 from knowra_worker.parsers.base import Content, Format
 from knowra_worker.parsers.detect import DOCM, DOCX, DOTM, DOTX
 
@@ -575,10 +575,10 @@ def _one_line(text: str) -> str:
 def _table_block(rows: list[list[str]]) -> Iterator[Block]:
     """A TABLE block of the rows that have text, cells kept in `rows`."""
     kept = [tuple(row) for row in rows if any(row)]
-    if kept:
-        width = max(len(row) for row in kept)
-        kept = [row + ("",) * (width - len(row)) for row in kept]
-        yield Block(BlockKind.TABLE, table_text(row_line(row) for row in kept), rows=tuple(kept))
+    width = max((len(row) for row in kept), default=0)
+    table = rows_block([row + ("",) * (width - len(row)) for row in kept])
+    if table:
+        yield table
 
 
 def _child_val(parent: Any, tag: str) -> str | None:

@@ -39,7 +39,7 @@ from knowra_worker.parsers._common import (
     estimate_units,
     translate_errors,
 )
-from knowra_worker.parsers._tables import ROWS_PER_BLOCK, row_line, table_text
+from knowra_worker.parsers._tables import ROWS_PER_BLOCK, row_line, rows_block
 from knowra_worker.parsers.base import BaseDocument, Content, Format
 
 ODT = "application/vnd.oasis.opendocument.text"
@@ -346,9 +346,9 @@ class _Builder:
         reader = _RowReader(lambda cell: self.cell_text(cell, depth + 1), keep_trailing=True)
         rows = [row for element in _table_rows(node) for row in reader.rows(element)]
         self.warnings.extend(reader.warnings)
-        text = table_text(row_line(row) for row in rows)
-        if text:
-            yield Block(BlockKind.TABLE, text, self.page, rows=tuple(rows))
+        table = rows_block(rows, self.page)
+        if table:
+            yield table
 
     def cell_text(self, cell: Any, depth: int) -> str:
         blocks = self.blocks(cell, depth) if depth < _MAX_DEPTH and len(cell) else iter(())
@@ -626,9 +626,9 @@ class _SheetStream:
             del node.getparent()[0]
 
     def _flush(self) -> Iterator[Block]:
-        if self.rows:
-            text = table_text(row_line(row) for row in self.rows)
-            yield Block(BlockKind.TABLE, text, rows=tuple(self.rows))
+        table = rows_block(self.rows)
+        if table:
+            yield table
         self.rows, self.chars = [], 0
 
 

@@ -77,7 +77,7 @@ from knowra_worker.parsers._pdf_layout import (
     space_scripts,
 )
 from knowra_worker.parsers._pdf_tables import Box, Char, CharBoxes, Table, find_tables
-from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers._tables import rows_block
 from knowra_worker.parsers.base import BaseDocument, Content, Format
 from knowra_worker.parsers.detect import PDF
 from knowra_worker.paths import signature
@@ -771,7 +771,9 @@ def _blocks(
     blocks = []
     for paragraph in paragraphs:
         if paragraph[0].table >= 0:
-            blocks.append(_table_block(tables[paragraph[0].table], page))
+            table = rows_block(tables[paragraph[0].table], page)
+            if table:
+                blocks.append(table)
             continue
         text = join_lines(line.text for line in paragraph)
         if not text:
@@ -780,11 +782,6 @@ def _blocks(
         kind = BlockKind.HEADING if level else BlockKind.PARAGRAPH
         blocks.append(Block(kind, text, page=page, level=level))
     return blocks
-
-
-def _table_block(rows: tuple[tuple[str, ...], ...], page: int) -> Block:
-    text = table_text(row_line(row) for row in rows)
-    return Block(BlockKind.TABLE, text, page=page, rows=rows)
 
 
 def _paragraphs(lines: list[Line]) -> list[list[Line]]:

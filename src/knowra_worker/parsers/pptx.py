@@ -25,7 +25,7 @@ from typing import Any
 from knowra_worker.document import Block, BlockKind, Unit
 from knowra_worker.parsers._charts import chart_blocks, parse_chart
 from knowra_worker.parsers._common import rewritten_package, strip_controls, translate_errors
-from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers._tables import rows_block
 from knowra_worker.parsers.base import BaseDocument, Content, Format
 from knowra_worker.parsers.detect import (
     POTM,
@@ -164,11 +164,9 @@ class _Slide:
             yield from self._frame(shape.text_frame, _bulleted_placeholder(shape))
 
     def _table(self, table: Any) -> Iterator[Block]:
-        rows = table_grid(table)
-        kept = [row for row in rows if any(row)]
-        if kept:
-            text = table_text(row_line(row) for row in kept)
-            yield Block(BlockKind.TABLE, text, page=self.number, rows=tuple(kept))
+        block = rows_block([row for row in table_grid(table) if any(row)], self.number)
+        if block:
+            yield block
 
     def _frame(self, frame: Any, bulleted: bool) -> Iterator[Block]:
         """A text frame's paragraphs: runs of plain ones as a PARAGRAPH, of items as a LIST."""

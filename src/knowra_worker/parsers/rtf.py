@@ -34,7 +34,7 @@ from knowra_worker.parsers._common import (
     file_size,
     io_error,
 )
-from knowra_worker.parsers._tables import row_line, table_text
+from knowra_worker.parsers._tables import rows_block
 from knowra_worker.parsers.base import Content, Format
 
 RTF = "application/rtf"
@@ -301,10 +301,9 @@ class _Reader:
         self.out.cells = []
 
     def _end_table(self) -> None:
-        if self.out.rows:
-            rows = tuple(self.out.rows)
-            text = table_text(row_line(row) for row in rows)
-            self.out.done.append(Block(BlockKind.TABLE, text, rows=rows))
+        table = rows_block(self.out.rows)
+        if table:
+            self.out.done.append(table)
         self.out.rows, self.out.cells = [], []
 
     def _end_style(self) -> None:
