@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,17 +163,27 @@ class Service:
         response.raise_for_status()
         return dict(response.json())
 
-    def wait_final(self, task_id: str, timeout: float = 120) -> dict[str, Any]:
+    def wait_until(
+        self,
+        task_id: str,
+        pred: Callable[[dict[str, Any]], bool],
+        timeout: float = 120,
+        poll: float = 0.02,
+    ) -> dict[str, Any]:
+        """The task's first status that `pred` accepts (AssertionError after `timeout`)."""
         deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             status = self.status(task_id)
-            if status["state"] in FINAL_STATES:
+            if pred(status):
                 return status
-            time.sleep(0.1)
+            time.sleep(poll)
         raise AssertionError(
-            f"task {task_id} not final in {timeout}s: {status}\n{self.log()[-5000:]}"
+            f"task {task_id}: condition not met in {timeout}s: {status}\n{self.log()[-5000:]}"
         )
+
+    def wait_final(self, task_id: str, timeout: float = 120) -> dict[str, Any]:
+        return self.wait_until(task_id, lambda s: s["state"] in FINAL_STATES, timeout, 0.1)
 
     def all_chunks(self, task_id: str) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []

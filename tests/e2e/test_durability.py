@@ -105,16 +105,6 @@ def submit(svc: Service, name: str, size: int = 600) -> str:
     return str(r.json()["task_id"])
 
 
-def wait_until(svc: Service, task_id: str, pred: Any, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = svc.http.get("/worker/task_status", params={"task_id": task_id}).json()
-        if pred(status):
-            return status
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met in {timeout}s: {status}")
-
-
 def mid_run(status: dict[str, Any]) -> bool:
     return status["state"] == "running" and status["progress"]["units_done"] >= 5
 
@@ -132,7 +122,7 @@ def test_sigkill_of_the_worker_process_resumes_from_the_checkpoint(cluster: Clus
     svc = cluster.service()
     want = expected(svc, BIG, 600)
     task_id = submit(svc, BIG)
-    running = wait_until(svc, task_id, mid_run)
+    running = svc.wait_until(task_id, mid_run)
     killed_at = time.monotonic()
     os.kill(running["worker_pid"], signal.SIGKILL)
     status = check_complete(svc, task_id, want)
@@ -147,11 +137,11 @@ def test_pause_restart_every_worker_then_resume(cluster: Cluster) -> None:
     svc = cluster.service()
     want = expected(svc, BIG, 600)
     task_id = submit(svc, BIG)
-    wait_until(svc, task_id, mid_run)
+    svc.wait_until(task_id, mid_run)
     asked = time.monotonic()
     r = svc.http.post("/worker/pause_task", json={"task_id": task_id})
     assert r.json()["state"] in ("pausing", "paused")
-    paused = wait_until(svc, task_id, lambda s: s["state"] == "paused")
+    paused = svc.wait_until(task_id, lambda s: s["state"] == "paused")
     print(f"pause took {time.monotonic() - asked:.2f} s")  # noqa: T201
     assert 0 < paused["progress"]["units_done"] < BIG_PAGES
     svc.stop()
@@ -172,7 +162,7 @@ def test_pause_restart_every_worker_then_resume(cluster: Cluster) -> None:
 def test_cancel_then_restart_never_runs_again(cluster: Cluster) -> None:
     svc = cluster.service()
     task_id = submit(svc, BIG)
-    wait_until(svc, task_id, mid_run)
+    svc.wait_until(task_id, mid_run)
     assert svc.http.post("/worker/cancel_task", json={"task_id": task_id}).json()["state"] in (
         "cancelling",
         "cancelled",
@@ -195,7 +185,7 @@ def test_redis_restart_while_tasks_queue_and_run(cluster: Cluster) -> None:
     want_small = expected(svc, "multi-column.pdf", 600)
     big = [submit(svc, BIG) for _ in range(2)]
     small = [submit(svc, "multi-column.pdf") for _ in range(3)]
-    wait_until(svc, big[0], mid_run)
+    svc.wait_until(big[0], mid_run)
     cluster.restart_redis(down_s=2)
     for task_id in big:
         check_complete(svc, task_id, want_big)
@@ -207,7 +197,7 @@ def test_sigkill_of_a_whole_instance_is_taken_over_by_another(cluster: Cluster) 
     first, second = cluster.service(), cluster.service()
     want = expected(first, BIG, 600)
     task_ids = [submit(first, BIG) for _ in range(2)]
-    running = wait_until(first, task_ids[0], mid_run)
+    running = first.wait_until(task_ids[0], mid_run)
     owner = next(
         s
         for s in (first, second)
@@ -250,7 +240,7 @@ def test_sigterm_hands_running_tasks_to_another_instance_at_once(cluster: Cluste
     first, second = cluster.service(), cluster.service()
     want = expected(first, BIG, 600)
     task_id = submit(first, BIG)
-    running = wait_until(first, task_id, mid_run)
+    running = first.wait_until(task_id, mid_run)
     owner = next(
         s
         for s in (first, second)
@@ -308,7 +298,7 @@ def test_a_split_pdf_equals_an_unsplit_run_even_when_a_part_worker_dies(
     plain.stop()
     svc = cluster.service(KNOWRA_SPLIT_PAGES="100", KNOWRA_PART_PAGES="50")
     task_id = submit(svc, BIG)
-    running = wait_until(svc, task_id, mid_run)
+    running = svc.wait_until(task_id, mid_run)
     others = [p for p in _pool_processes(svc) if p.pid != running["worker_pid"]]
     assert len(others) == 1
     time.sleep(0.3)  # it has taken a part by now

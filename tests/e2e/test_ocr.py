@@ -4,7 +4,6 @@ pages read so reach the task status's warnings, and pause and resume work betwee
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from ..harness import DATA, Service
@@ -57,7 +56,7 @@ def test_a_paused_scanned_pdf_resumes_to_the_chunks_of_an_uninterrupted_run(
     assert r.status_code == 202, r.text
     paused = service.http.post("/worker/pause_task", json={"task_id": "ocr-paused"})
     assert paused.status_code == 200 and paused.json()["state"] in ("pausing", "paused")
-    status = wait_paused(service, "ocr-paused")
+    status = service.wait_until("ocr-paused", paused_not_failed)
     assert status["progress"]["units_done"] < 3
     assert service.http.post("/worker/resume_task", json={"task_id": "ocr-paused"}).is_success
     status = service.wait_final("ocr-paused")
@@ -67,15 +66,9 @@ def test_a_paused_scanned_pdf_resumes_to_the_chunks_of_an_uninterrupted_run(
     assert [strip_ids(c["metadata"]) for c in got] == [strip_ids(c["metadata"]) for c in want]
 
 
-def wait_paused(service: Service, task_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        status = service.status(task_id)
-        if status["state"] == "paused":
-            return status
-        assert status["state"] in ("queued", "running", "pausing"), status
-        time.sleep(0.1)
-    raise AssertionError(f"task {task_id} never paused")
+def paused_not_failed(status: dict[str, Any]) -> bool:
+    assert status["state"] in ("queued", "running", "pausing", "paused"), status
+    return status["state"] == "paused"
 
 
 def strip_ids(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from knowra_worker.document import Block, BlockKind
 from knowra_worker.errors import CorruptFile
 from knowra_worker.parsers import open_document
 
-from .conftest import DATA, headings, markdown_headings, read_blocks, read_units
+from .conftest import DATA, edit_package, headings, markdown_headings, read_blocks, read_units
 
 H, P, L, T = BlockKind.HEADING, BlockKind.PARAGRAPH, BlockKind.LIST, BlockKind.TABLE
 
@@ -222,12 +222,7 @@ def test_macro_enabled_documents_and_templates_are_read(
     source = DATA / "word_sample.docx"
     path = tmp_path / f"sample{suffix}"
     main = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
-    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(path, "w") as out:
-        for info in archive.infolist():
-            data = archive.read(info)
-            if info.filename == "[Content_Types].xml":
-                data = data.replace(main.encode(), content_type.encode())
-            out.writestr(info, data)
+    edit_package(source, path, {"[Content_Types].xml": (main, content_type)})
     with open_document(path) as doc:
         assert doc.mime_type == mime_type
         blocks = [b for unit in doc.units() for b in unit.blocks]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from knowra_worker.document import BlockKind
 from knowra_worker.errors import EncryptedFile
 from knowra_worker.parsers import open_document, registry
 
-from .conftest import DATA, read_blocks, read_units
+from .conftest import DATA, edit_package, read_blocks, read_units
 
 BOOK = DATA / "epub_purvis_poetry.epub"
 H = BlockKind.HEADING
@@ -49,15 +48,12 @@ def test_links_and_verse_lines() -> None:
 
 def test_drm_protected_content_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "drm.epub"
-    with zipfile.ZipFile(BOOK) as source, zipfile.ZipFile(path, "w") as target:
-        for info in source.infolist():
-            target.writestr(info, source.read(info))
-        target.writestr(
-            "META-INF/encryption.xml",
-            '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container"'
-            ' xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
-            '<enc:CipherData><enc:CipherReference URI="epub/text/imprint.xhtml"/>'
-            "</enc:CipherData></enc:EncryptedData></encryption>",
-        )
+    encryption = (
+        '<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container"'
+        ' xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
+        '<enc:CipherData><enc:CipherReference URI="epub/text/imprint.xhtml"/>'
+        "</enc:CipherData></enc:EncryptedData></encryption>"
+    )
+    edit_package(BOOK, path, extra={"META-INF/encryption.xml": encryption})
     with pytest.raises(EncryptedFile):
         open_document(path)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,32 +15,11 @@ from knowra_worker.document import BlockKind
 from knowra_worker.parsers import _ocr
 from knowra_worker.parsers._ocr import OcrConfig, OcrLine
 from knowra_worker.settings import Settings
-from tests.parsers.conftest import DATA, read_units
+from tests.parsers.conftest import DATA, glued_pairs, read_units, recall, words
 
 OCR_TEST_TEXT = (
     "Docling bundles PDF document conversion to JSON and Markdown in an easy self contained package"
 )
-
-
-def words(text: str) -> list[str]:
-    """Case-folded word runs, Markdown marks and punctuation dropped."""
-    return re.findall(r"[^\W_]+", text.casefold())
-
-
-def recall(truth: list[str], ours: list[str]) -> float:
-    return sum((Counter(truth) & Counter(ours)).values()) / len(truth)
-
-
-def glued_pairs(truth: list[str], ours: list[str]) -> list[str]:
-    """Tokens of ours that are two neighbouring ground-truth words run together. A number
-    joined to the word before it is left out: OCR reads a superscript footnote or
-    affiliation mark ("Shen¹") as part of its word, which a text layer keeps apart."""
-    got, want = Counter(ours), Counter(truth)
-    return [
-        a + b
-        for a, b in zip(truth, truth[1:], strict=False)
-        if got[a + b] and not want[a + b] and not b.isdigit()
-    ]
 
 
 @pytest.fixture
@@ -65,7 +42,7 @@ def test_scanned_pdf_page_gives_its_words_back_with_spaces() -> None:
     truth = words((DATA / "scanned_2305.03393v1-pg9.pdf.md").read_text(encoding="utf-8"))
     ours = words(document_text(DATA / "scanned_2305.03393v1-pg9.pdf"))
     assert recall(truth, ours) >= 0.9
-    assert glued_pairs(truth, ours) == []
+    assert glued_pairs(truth, ours, marks_joined=True) == []
 
 
 def test_scanned_pdf_page_warns_it_was_read_by_ocr() -> None:

@@ -3,9 +3,7 @@ layout (columns, running heads, outline headings, ruled tables, right-to-left te
 
 from __future__ import annotations
 
-import itertools
 import re
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from knowra_worker.document import BlockKind, Unit
 from knowra_worker.errors import CorruptFile, EncryptedFile
 from knowra_worker.parsers import open_document
 
-from .conftest import DATA, read_units
+from .conftest import DATA, glued_pairs, read_units, words
 
 MULTI_PAGE = DATA / "multi_page.pdf"
 
@@ -353,16 +351,9 @@ ONE_WORD_SPLIT_IN_TRUTH = {"الأهودا"}
 def test_no_two_words_of_the_ground_truth_are_glued(name: str) -> None:
     """Two neighbouring words of the ground truth never come out as one token (a reference
     mark glued to its word was `center1`)."""
-    truth = _words((DATA / f"{name}.md").read_text(encoding="utf-8"))
-    ours = set(_words(" ".join(b.text for u in read_units(DATA / name) for b in u.blocks)))
-    known = set(truth)
-    glued = {a + b for a, b in itertools.pairwise(truth) if a + b in ours and a + b not in known}
-    assert not {token for token in glued if not token.isdigit()} - ONE_WORD_SPLIT_IN_TRUTH
-
-
-def _words(text: str) -> list[str]:
-    text = unicodedata.normalize("NFKC", text).casefold().replace("\u0640", "")
-    return re.findall(r"[^\W_]+", text)
+    truth = words((DATA / f"{name}.md").read_text(encoding="utf-8"))
+    ours = words(" ".join(b.text for u in read_units(DATA / name) for b in u.blocks))
+    assert not set(glued_pairs(truth, ours)) - ONE_WORD_SPLIT_IN_TRUTH
 
 
 def test_a_table_the_finder_cannot_read_is_a_warning_and_its_text_stays(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from knowra_worker.document import BlockKind
 from knowra_worker.parsers import open_document
 
-from .conftest import DATA, read_units
+from .conftest import DATA, edit_package, read_units
 
 H, P, L, T = BlockKind.HEADING, BlockKind.PARAGRAPH, BlockKind.LIST, BlockKind.TABLE
 _NS_P = "http://schemas.openxmlformats.org/presentationml/2006/main"
@@ -39,19 +38,8 @@ def test_chart_title_series_categories_and_values() -> None:
 
 
 def _edit_deck(path: Path, edits: dict[str, tuple[str, str]], extra: dict[str, str]) -> None:
-    """A copy of powerpoint_sample.pptx: in each named part, `old` replaced by `new`; the
-    `extra` parts added."""
-    with zipfile.ZipFile(DATA / "powerpoint_sample.pptx") as archive:
-        with zipfile.ZipFile(path, "w") as out:
-            for info in archive.infolist():
-                data = archive.read(info)
-                if info.filename in edits:
-                    old, new = edits[info.filename]
-                    assert old.encode() in data
-                    data = data.replace(old.encode(), new.encode(), 1)
-                out.writestr(info, data)
-            for name, data in extra.items():
-                out.writestr(name, data)
+    """A copy of powerpoint_sample.pptx, edited (see edit_package)."""
+    edit_package(DATA / "powerpoint_sample.pptx", path, edits, extra)
 
 
 def _override(part: str, content_type: str) -> str:
@@ -170,13 +158,7 @@ def test_legacy_and_modern_comments_with_their_authors(odd_deck: Path) -> None:
 def test_numbered_lists_and_slide_show_type(tmp_path: Path) -> None:
     path = tmp_path / "deck.ppsx"
     main = "presentationml.presentation.main+xml"
-    with zipfile.ZipFile(DATA / "powerpoint_sample.pptx") as archive:
-        with zipfile.ZipFile(path, "w") as out:
-            for info in archive.infolist():
-                data = archive.read(info)
-                if info.filename == "[Content_Types].xml":
-                    data = data.replace(main.encode(), b"presentationml.slideshow.main+xml")
-                out.writestr(info, data)
+    _edit_deck(path, {"[Content_Types].xml": (main, "presentationml.slideshow.main+xml")}, {})
     with open_document(path) as doc:
         assert doc.mime_type == (
             "application/vnd.openxmlformats-officedocument.presentationml.slideshow"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -10,7 +9,7 @@ import openpyxl
 from knowra_worker.document import BlockKind
 from knowra_worker.parsers import open_document
 
-from .conftest import DATA, read_blocks
+from .conftest import DATA, edit_package, read_blocks
 
 H, P, T = BlockKind.HEADING, BlockKind.PARAGRAPH, BlockKind.TABLE
 _DUCKS = (
@@ -75,17 +74,11 @@ def test_merged_cells_repeated_and_side_by_side_tables_apart(tmp_path: Path) -> 
 
 def test_macro_enabled_workbook_is_detected_and_read(tmp_path: Path) -> None:
     source = DATA / "xlsx_01.xlsx"
-    main = b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
-    macro = b"application/vnd.ms-excel.sheet.macroEnabled.main+xml"
+    main = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+    macro = "application/vnd.ms-excel.sheet.macroEnabled.main+xml"
     for name in ("book.xlsm", "book-without-extension"):
         path = tmp_path / name
-        with zipfile.ZipFile(source) as archive, zipfile.ZipFile(path, "w") as out:
-            for info in archive.infolist():
-                data = archive.read(info)
-                if info.filename == "[Content_Types].xml":
-                    assert main in data
-                    data = data.replace(main, macro)
-                out.writestr(info, data)
+        edit_package(source, path, {"[Content_Types].xml": (main, macro)})
         with open_document(path) as doc:
             assert doc.mime_type == "application/vnd.ms-excel.sheet.macroEnabled.12"
             blocks = [b for unit in doc.units() for b in unit.blocks]
