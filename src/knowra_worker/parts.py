@@ -187,18 +187,14 @@ class JoinedDocument:
         """Parse the rest of `index`'s part here if no live worker holds it; the next index
         (0 when another worker does: the caller waits)."""
         number, part = self._part_of(index)
-        state, done, held = self.store.part_progress(self.task_id, number)
-        self.between_units(state)
-        if held and not done:
-            return 0
-        epoch = 0
-        if not done:
-            claim = self.store.claim_part(
-                self.task_id, number, self.holder, self.lease_ms, self.source
-            )
+        claim = self.store.claim_part(self.task_id, number, self.holder, self.lease_ms, self.source)
+        if not claim.ok:  # the claim tells the task's state too: a pause or a cancel stops here
+            self.between_units(claim.state)
             if claim.outcome.value == "busy":
                 return 0
-            epoch = claim.epoch if claim.ok else 0
+        # not claimed otherwise: done (parsed here before, not stored) or made for another
+        # version of the file; parsed here, nothing stored
+        epoch = claim.epoch if claim.ok else 0
         yield from self._parse_range(index, part.end, number if epoch else None)
         if epoch:  # done: no other worker parses this part again
             self.store.store_units(
@@ -214,17 +210,13 @@ class JoinedDocument:
         for number in range(current + 1, len(self.parts)):
             if number in self.finished:
                 continue
-            state, done, held = self.store.part_progress(self.task_id, number)
-            self.between_units(state)
-            if done:
-                self.finished.add(number)
-                continue
-            if held:
-                continue
             claim = self.store.claim_part(
                 self.task_id, number, self.holder, self.lease_ms, self.source
             )
-            if not claim.ok:
+            if not claim.ok:  # held by a live worker, done, or the task does not run
+                self.between_units(claim.state)
+                if claim.outcome.value == "skip":
+                    self.finished.add(number)
                 continue
             worker = PartWorker(self.store, self.task_id, number, claim.epoch, self.holder,
                                 self.lease_ms, self.should_yield)  # fmt: skip

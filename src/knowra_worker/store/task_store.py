@@ -406,16 +406,6 @@ class TaskStore:
             None if v is None else str(v) for v in self.r.hmget(self.keys.units(task_id), fields)
         ]
 
-    @_store_errors
-    def part_progress(self, task_id: str, part: int) -> tuple[State | None, bool, bool]:
-        """(the task's state, whether part is done, whether a live worker holds it)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hget(self.keys.task(task_id), "state")
-        pipe.hget(self.keys.parts(task_id), f"{part}:done")
-        pipe.exists(self.keys.part_lease(task_id, part))
-        state, done, held = pipe.execute()
-        return (State(state) if state else None), done == "1", bool(held)
-
     # -- recovery -------------------------------------------------------------------------
 
     @_store_errors
