@@ -14,6 +14,10 @@ and work as for any task. A part's worker stores units only while the task runs:
 cancel or a stopped instance stops it at its next store, and the part goes on from its own
 checkpoint (its next unit) when the task runs again.
 
+What every page needs from the whole document (a PDF's running heads and outline: see
+document.SharesFacts) is decided once, by the joiner before it sends the part messages, and
+kept with the parts; each part's worker takes it rather than deciding it again.
+
 Memory stays bounded: stored units are deleted as the joiner commits them, and the document
 is opened afresh for each part (pdfium keeps per-document state that grows with the pages
 loaded; reopening bounds it).

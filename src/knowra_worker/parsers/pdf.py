@@ -342,9 +342,9 @@ def _load_error(exc: pdfium.PdfiumError) -> KnowraError:
 
 def _outline(pdf: pdfium.PdfDocument) -> dict[int, tuple[tuple[int, str], ...]]:
     """The document's bookmarks by page index: (heading level, title key), in the outline's
-    order (depth first, as a reader sees it). A bookmark's page is asked for first and its
-    title read only when it has one: a file cut from a longer one often keeps thousands of
-    bookmarks to pages it no longer has."""
+    order (depth first, as a reader sees it). pdfium's functions are called directly (a
+    file cut from a longer one may keep its thousands of bookmarks): a title is read, into
+    one buffer, only for a bookmark that leads to a page."""
     import pypdfium2.raw as pdfium_c
 
     handle = pdf.raw
@@ -363,8 +363,9 @@ def _outline(pdf: pdfium.PdfDocument) -> dict[int, tuple[tuple[int, str], ...]]:
     return {index: tuple(items) for index, items in by_page.items()}
 
 
-def _bookmarks(handle: Any, parent: Any = None, depth: int = 0, seen: set[int] | None = None
-               ) -> Iterator[tuple[Any, int]]:  # fmt: skip
+def _bookmarks(
+    handle: Any, parent: Any = None, depth: int = 0, seen: set[int] | None = None
+) -> Iterator[tuple[Any, int]]:
     """Every bookmark under `parent` with its depth, depth first, down to
     _OUTLINE_MAX_DEPTH; a bookmark met again (a cycle in a broken outline) ends its list."""
     import pypdfium2.raw as pdfium_c
@@ -392,12 +393,6 @@ def _bookmark_title(bookmark: Any) -> str:
         pdfium_c.FPDFBookmark_GetTitle(bookmark, buffer, size)
         return buffer.raw[: size - 2].decode("utf-16-le", errors="replace")
     return _TITLE.raw[: max(size - 2, 0)].decode("utf-16-le", errors="replace")
-
-
-def pdfium_error() -> type[Exception]:
-    import pypdfium2 as pdfium
-
-    return pdfium.PdfiumError
 
 
 def _title_key(text: str) -> str:
