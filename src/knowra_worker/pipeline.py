@@ -272,8 +272,7 @@ class TaskRunner:
         """Split the task into parts (once), send a message for each part other workers may
         take, and answer the units in page order, wherever they are parsed."""
         spans = parts.ranges(doc.units_total, self.settings.part_pages)
-        # decided here once, before any part's message: the parts' workers take them
-        facts = doc.shared_facts() if isinstance(doc, SharesFacts) else ""
+        facts = self._shared_facts(path) if isinstance(doc, SharesFacts) else ""
         reply, made = self.store.split(own.task_id, own.epoch, own.source, next_unit, spans, facts)
         own.check(reply)
         if self.enqueue_part is not None:
@@ -284,6 +283,16 @@ class TaskRunner:
         return JoinedDocument(self.store, own.task_id, path, own.source, doc, made, holder,
                               self.settings, own.between_units, self.should_yield,
                               facts)  # fmt: skip
+
+    @staticmethod
+    def _shared_facts(path: Path) -> str:
+        """The facts every part needs (see SharesFacts), decided here once, before any part's
+        message: the parts' workers take them. From a document opened for this alone and
+        closed at once: pdfium keeps what it loaded to reach the sampled pages (the page tree
+        up to the last one) for as long as the document is open, and the task's own document
+        stays open for the whole run."""
+        with registry.open_document(path) as whole:
+            return whole.shared_facts() if isinstance(whole, SharesFacts) else ""
 
     def _parse_units(
         self, own: _Owned, doc: Document, chunker: Chunker, ctx: ChunkContext, next_unit: int
