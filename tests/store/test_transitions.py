@@ -4,12 +4,14 @@ stale worker's writes, and a call the client retried (the script ran twice)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 
 from knowra_worker.errors import InvalidTransition, WorkerCrashed
 from knowra_worker.lifecycle import CALLER_ACTIONS, TABLE, Action, Position, State, rule
+from knowra_worker.models import StartTaskRequest
 from knowra_worker.store import TaskStore
 
 from .conftest import LEASE_MS, RetryingStore, chunk, make_store, new_task, put_in_state, snapshot
@@ -225,3 +227,24 @@ def test_a_part_worker_whose_part_was_taken_over_writes_nothing(store: TaskStore
     assert store.claim_part(task_id, 0, "w-c", LEASE_MS, "file-2").outcome == "stale"
     again, _ = store.split(task_id, 1, "file-1", 0, [(0, 4)])  # the parts made stay
     assert again.ok and store.r.hget(store.keys.parts(task_id), "count") == "2"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"metadata": {"team": "docs", "n": 3}, "priority": 9, "text_format": "plain"},
+        {"length_unit": "tokens", "tokenizer": "o200k_base", "callback_url": "http://x/cb"},
+    ],
+)
+def test_the_status_create_answers_is_the_one_the_store_then_reads(
+    store: TaskStore, extra: dict[str, Any]
+) -> None:
+    """A new task's status is answered from what CREATE wrote, without reading it back: it
+    must be the status every later read gives."""
+    req = StartTaskRequest(task_id=f"t-{uuid.uuid4().hex[:8]}", file_path="/data/doc.pdf",
+                           kb_id="kb", chunk_size=300, chunk_overlap=60, **extra)  # fmt: skip
+    created, answered = store.create_task(req)
+    assert created and answered == store.get_status(req.task_id)
+    again, existing = store.create_task(req)
+    assert not again and existing == answered

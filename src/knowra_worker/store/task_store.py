@@ -182,10 +182,14 @@ class TaskStore:
                 f"task {req.task_id!r} already exists with other parameters "
                 "(file_path, kb_id, chunk_size, chunk_overlap, text_format or length unit differ)"
             )
+        if reply.outcome is Outcome.CREATED:  # the hash holds just what was written
+            written = {name: _s(fields[name]) if name in fields else None
+                       for name in _STATUS_FIELDS}  # fmt: skip
+            return True, _status_from_hash(written)
         status = self.get_status(req.task_id)
         if status is None:  # expired between the two calls: vanishingly rare
             raise TaskNotFound(f"task {req.task_id!r} expired while it was being created")
-        return reply.outcome is Outcome.CREATED, status
+        return False, status
 
     @_store_errors
     def get_status(self, task_id: str) -> TaskStatus | None:
