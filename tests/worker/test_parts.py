@@ -116,8 +116,11 @@ def test_the_parts_workers_take_the_documents_facts_and_do_not_decide_them_again
 
     monkeypatch.setattr(PdfDocument, "_sample", counted)
     by_parts: list[int] = []
+    kept: list[str] = []
 
     def run_parts(index: int) -> None:
+        source = split.messages[0][2]
+        kept.extend(split.rig.store.part_facts(split.task_id, s) for s in (source, "other"))
         before = len(sampled)
         assert split.run_parts() == ["done"] * 4
         by_parts.append(len(sampled) - before)
@@ -125,8 +128,8 @@ def test_the_parts_workers_take_the_documents_facts_and_do_not_decide_them_again
     split.rig.hook = once(run_parts)
     assert split.joiner().run(split.task_id) is Outcome.SUCCEEDED
     assert sampled == [PAGES] and by_parts == [0]  # the joiner's sample, none in the parts
+    assert kept[0].startswith('{"v": 1') and kept[1] == ""  # none for another version
     split.check()
-    assert split.rig.store.part_facts(split.task_id, "another-version") == ""
 
 
 def test_the_joiner_parses_later_parts_while_another_worker_holds_the_next(
