@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from knowra_worker.document import Block, BlockKind, SharesFacts, Unit
+from knowra_worker.document import Block, BlockKind, Document, SharesFacts, Unit
 from knowra_worker.errors import KnowraError, PermanentError, TransientError
 from knowra_worker.lifecycle import State
 from knowra_worker.parsers import registry
@@ -87,6 +87,16 @@ def give_up(store: TaskStore, task_id: str, number: int, holder: str) -> None:
     once (a store that cannot be reached lets the lease lapse instead)."""
     with contextlib.suppress(KnowraError):
         store.renew_part(task_id, number, holder, 0)
+
+
+@contextlib.contextmanager
+def open_part(path: Path, facts: str) -> Iterator[Document]:
+    """The document, opened afresh for one part, with the facts the task's worker decided
+    for it (see document.SharesFacts) when there are any."""
+    with registry.open_document(path) as doc:
+        if facts and isinstance(doc, SharesFacts):
+            doc.adopt_facts(facts)
+        yield doc
 
 
 def encode_unit(unit: Unit) -> str:
@@ -238,9 +248,7 @@ class JoinedDocument:
     def _parse_range(self, first: int, end: int, held: int | None) -> Iterator[Unit]:
         renewed, finished = time.monotonic(), False
         try:
-            with registry.open_document(self.path) as doc:
-                if self.facts and isinstance(doc, SharesFacts):
-                    doc.adopt_facts(self.facts)
+            with open_part(self.path, self.facts) as doc:
                 # one unit per page: the page after the range is never read
                 for unit in itertools.islice(doc.units(first), end - first):
                     self.parsed_here += 1
@@ -327,9 +335,7 @@ class PartWorker:
         batch: list[tuple[int, str]] = []
         next_index, last_store = first, time.monotonic()
         try:
-            with registry.open_document(path) as doc:
-                if facts and isinstance(doc, SharesFacts):
-                    doc.adopt_facts(facts)
+            with open_part(path, facts) as doc:
                 for unit in itertools.islice(doc.units(first), end - first):
                     batch.append((unit.index, encode_unit(unit)))
                     next_index = unit.index + 1
