@@ -471,6 +471,7 @@ def ocr_unit(index: int, image: Image.Image, page: int | None, note: str) -> Uni
 # --- PDF pages without a usable text layer ------------------------------------------------
 
 _MIN_GOOD_SHARE = 0.5  # of a text layer's visible characters
+_ALNUM = re.compile(r"[^\W_]")  # a letter or digit (str.isalnum)
 
 
 class _TextLine(Protocol):
@@ -499,12 +500,13 @@ def needs_ocr(page: _TextLayer) -> str:
     """
     if not enabled():
         return ""
-    # by distinct character: a page has thousands of characters but few distinct ones, and
-    # most pages have no unreadable one at all
     text = "".join(_texts(page))
-    distinct = set(text)
-    if not any(c.isalnum() for c in distinct):
+    if _ALNUM.search(text) is None:
         return "has no text layer"
+    if text.isprintable() and "\ufffd" not in text:
+        return ""  # no control, private-use, unassigned or surrogate code point: most pages
+    # by distinct character: a page has thousands of characters but few distinct ones
+    distinct = set(text)
     unreadable = [c for c in distinct if not c.isspace() and not _readable(c)]
     if not unreadable:
         return ""
@@ -514,11 +516,12 @@ def needs_ocr(page: _TextLayer) -> str:
     return ""
 
 
-def _texts(page: _TextLayer) -> Iterator[str]:
-    yield from (line.text for line in page.lines)
+def _texts(page: _TextLayer) -> list[str]:
+    texts = [line.text for line in page.lines]
     for table in page.tables or ():
         for row in table:
-            yield from row
+            texts.extend(row)
+    return texts
 
 
 def _readable(char: str) -> bool:

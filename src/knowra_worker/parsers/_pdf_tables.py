@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from knowra_worker.parsers._common import strip_controls
 from knowra_worker.parsers._pdf_layout import join_lines, space_scripts
+from knowra_worker.parsers._pdfium_calls import address, calls
 
 if TYPE_CHECKING:
     import pypdfium2 as pdfium
@@ -79,9 +80,11 @@ def find_tables(
         merge_edges,
     )
 
-    edges = merge_edges(edges, _TOLERANCE, _TOLERANCE, _TOLERANCE, _TOLERANCE)
-    edges = [e for e in edges if max(e["x1"] - e["x0"], e["bottom"] - e["top"]) >= _MIN_EDGE]
-    cells = intersections_to_cells(edges_to_intersections(edges, _TOLERANCE, _TOLERANCE))
+    merged = merge_edges(
+        [_plumber_edge(edge) for edge in edges], _TOLERANCE, _TOLERANCE, _TOLERANCE, _TOLERANCE
+    )
+    merged = [e for e in merged if max(e["x1"] - e["x0"], e["bottom"] - e["top"]) >= _MIN_EDGE]
+    cells = intersections_to_cells(edges_to_intersections(merged, _TOLERANCE, _TOLERANCE))
     tables = []
     for group in cells_to_tables(cells):
         grid = CellTable(None, group)  # type: ignore[arg-type]  # rows need only the cells
@@ -94,13 +97,13 @@ def find_tables(
     return tables
 
 
-def _enough_rules(edges: list[dict[str, Any]]) -> bool:
+def _enough_rules(edges: list[Edge]) -> bool:
     """Whether the rules could make a table of two rows and two columns at least: three
     horizontal rules at distinct heights and three vertical ones at distinct places, once
     positions closer than the snap tolerance count as one (as pdfplumber snaps them). Most
     pages fail this, and skip the geometry."""
-    heights = [e["top"] for e in edges if e["orientation"] == "h"]
-    places = [e["x0"] for e in edges if e["orientation"] == "v"]
+    heights = [top for orientation, _, _, top, _ in edges if orientation == "h"]
+    places = [x0 for orientation, x0, _, _, _ in edges if orientation == "v"]
     return _positions(heights) >= 3 and _positions(places) >= 3
 
 
@@ -172,28 +175,33 @@ def _ligatures_in_order(piece: list[Char]) -> str:
 
 # --- ruling lines -----------------------------------------------------------------------------
 
+# an edge until the page is known to have enough of them: orientation ("h" or "v"), x0, x1,
+# top, bottom (top measured from the page top); pdfplumber's dicts are made only then
+Edge = tuple[str, float, float, float, float]
 
-def _edges(page: pdfium.PdfPage, height: float) -> list[dict[str, Any]]:
+
+def _edges(page: pdfium.PdfPage, height: float) -> list[Edge]:
     """The page's ruling lines. Every page pays for this walk over its objects, so the
-    pdfium functions and the values they fill are looked up and made once per page."""
+    walk calls pdfium through lean prototypes (see _pdfium_calls), and the values pdfium
+    fills are made once per page."""
     import pypdfium2.raw as pdfium_c
 
-    handle = page.raw
-    get_object, get_type = pdfium_c.FPDFPage_GetObject, pdfium_c.FPDFPageObj_GetType
+    fast = calls()
+    handle, get_object, get_type = address(page.raw), fast.page_object, fast.object_type
     path_type = pdfium_c.FPDF_PAGEOBJ_PATH
     paths = []
-    for i in range(pdfium_c.FPDFPage_CountObjects(handle)):
+    for i in range(pdfium_c.FPDFPage_CountObjects(page.raw)):
         obj = get_object(handle, i)
         if get_type(obj) == path_type:
             paths.append(obj)
     if not paths or len(paths) > _MAX_PATHS:
         return []
-    get_mode, get_bounds = pdfium_c.FPDFPath_GetDrawMode, pdfium_c.FPDFPageObj_GetBounds
+    get_mode, get_bounds = fast.draw_mode, fast.object_bounds
     fill, stroke = ctypes.c_int(0), ctypes.c_int(0)
-    modes = (ctypes.byref(fill), ctypes.byref(stroke))
+    modes = (ctypes.addressof(fill), ctypes.addressof(stroke))
     left, bottom, right, top = (ctypes.c_float(0) for _ in range(4))
-    bounds = [ctypes.byref(v) for v in (left, bottom, right, top)]
-    edges = []
+    bounds = [ctypes.addressof(v) for v in (left, bottom, right, top)]
+    edges: list[Edge] = []
     for obj in paths:
         if not get_mode(obj, *modes) or not (fill.value or stroke.value):
             continue  # drawn neither filled nor stroked: nothing to see
@@ -203,9 +211,7 @@ def _edges(page: pdfium.PdfPage, height: float) -> list[dict[str, Any]]:
     return edges
 
 
-def _object_edges(
-    obj: Any, box: tuple[float, float, float, float], height: float
-) -> list[dict[str, Any]]:
+def _object_edges(obj: int, box: tuple[float, float, float, float], height: float) -> list[Edge]:
     """A thin path (a rule, a thin filled rectangle) is one edge, read from its bounds;
     other paths are walked segment by segment, unless they are long (curves of a figure)."""
     import pypdfium2.raw as pdfium_c
@@ -217,12 +223,13 @@ def _object_edges(
         else:
             edge = _edge((x0 + x1) / 2, y0, (x0 + x1) / 2, y1, height)
         return [edge] if edge else []
-    if pdfium_c.FPDFPath_CountSegments(obj) > _MAX_SEGMENTS:
+    path = ctypes.cast(obj, pdfium_c.FPDF_PAGEOBJECT)
+    if pdfium_c.FPDFPath_CountSegments(path) > _MAX_SEGMENTS:
         return []
-    return _path_edges(obj, height)
+    return _path_edges(path, height)
 
 
-def _path_edges(obj: Any, height: float) -> list[dict[str, Any]]:
+def _path_edges(obj: Any, height: float) -> list[Edge]:
     points = _path_points(obj)
     edges = []
     for (xa, ya), (xb, yb) in zip(points, points[1:], strict=False):
@@ -261,29 +268,18 @@ def _path_points(obj: Any) -> list[tuple[Any, Any]]:
     return points
 
 
-def _edge(xa: float, ya: float, xb: float, yb: float, height: float) -> dict[str, Any] | None:
+def _edge(xa: float, ya: float, xb: float, yb: float, height: float) -> Edge | None:
     if abs(ya - yb) <= _AXIS_SLACK and abs(xa - xb) >= _MIN_EDGE:
         top = height - (ya + yb) / 2
-        x0, x1 = sorted((xa, xb))
-        return {
-            "x0": x0,
-            "x1": x1,
-            "top": top,
-            "bottom": top,
-            "width": x1 - x0,
-            "height": 0.0,
-            "orientation": "h",
-        }
+        return ("h", xa, xb, top, top) if xa < xb else ("h", xb, xa, top, top)
     if abs(xa - xb) <= _AXIS_SLACK and abs(ya - yb) >= _MIN_EDGE:
         x = (xa + xb) / 2
-        top, bottom = height - max(ya, yb), height - min(ya, yb)
-        return {
-            "x0": x,
-            "x1": x,
-            "top": top,
-            "bottom": bottom,
-            "width": 0.0,
-            "height": bottom - top,
-            "orientation": "v",
-        }
+        return ("v", x, x, height - max(ya, yb), height - min(ya, yb))
     return None
+
+
+def _plumber_edge(edge: Edge) -> dict[str, Any]:
+    """An edge as pdfplumber's geometry takes it."""
+    orientation, x0, x1, top, bottom = edge
+    return {"x0": x0, "x1": x1, "top": top, "bottom": bottom, "width": x1 - x0,
+            "height": bottom - top, "orientation": orientation}  # fmt: skip

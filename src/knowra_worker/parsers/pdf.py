@@ -77,6 +77,7 @@ from knowra_worker.parsers._pdf_layout import (
     space_scripts,
 )
 from knowra_worker.parsers._pdf_tables import Box, Char, CharBoxes, Table, find_tables
+from knowra_worker.parsers._pdfium_calls import address, calls
 from knowra_worker.parsers._tables import rows_block
 from knowra_worker.parsers.base import BaseDocument, Content, Format
 from knowra_worker.parsers.detect import PDF
@@ -429,11 +430,10 @@ def _extract_lines(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -
     the page's text, and per line only where the page needs them. This is the parser's hot
     loop (every line of every page): pdfium's functions are looked up once per page, and
     each line's box comes from its first and last visible characters' (loose) boxes."""
-    import pypdfium2.raw as pdfium_c
-
     fixes, bold = _Fixes(text), _Bold(textpage)
-    handle, get_box, mapped = textpage.raw, pdfium_c.FPDFText_GetLooseCharBox, index.mapped
+    handle, get_box, mapped = address(textpage.raw), calls().loose_char_box, index.mapped
     box, box2 = _rects()
+    at, at2 = ctypes.addressof(box), ctypes.addressof(box2)
     lines = []
     for start, end in _line_spans(text):
         raw = text[start:end]
@@ -446,7 +446,7 @@ def _extract_lines(textpage: pdfium.PdfTextPage, text: str, index: _CharIndex) -
         last = start + len(raw.rstrip()) - 1
         if mapped and ((first := index(first)) < 0 or (last := index(last)) < 0):
             continue
-        if not (get_box(handle, first, box) and get_box(handle, last, box2)):
+        if not (get_box(handle, first, at) and get_box(handle, last, at2)):
             continue
         left, bottom, right, top = box.left, box.bottom, box.right, box.top
         left2, bottom2, right2, top2 = box2.left, box2.bottom, box2.right, box2.top
@@ -582,19 +582,17 @@ class _Bold:
     `NimbusRomNo9L-Medi`, `CMBX10`, `SFBX1000`."""
 
     def __init__(self, textpage: pdfium.PdfTextPage) -> None:
-        import pypdfium2.raw as pdfium_c
-
-        self.handle = textpage.raw
-        self.get_weight = pdfium_c.FPDFText_GetFontWeight
-        self.get_font = pdfium_c.FPDFText_GetFontInfo
+        fast = calls()
+        self.handle = address(textpage.raw)
+        self.get_weight, self.get_font = fast.font_weight, fast.font_info
         self.flags = _FONT_FLAGS
-        self.flags_ref = ctypes.byref(self.flags)
+        self.name_at, self.flags_at = ctypes.addressof(_FONT_NAME), ctypes.addressof(_FONT_FLAGS)
 
     def __call__(self, index: int) -> bool:
         if self.get_weight(self.handle, index) >= _BOLD_WEIGHT:
             return True
         self.flags.value = 0  # left as it is when pdfium has no font for the character
-        size = self.get_font(self.handle, index, _FONT_NAME, _FONT_NAME_SIZE, self.flags_ref)
+        size = self.get_font(self.handle, index, self.name_at, _FONT_NAME_SIZE, self.flags_at)
         if self.flags.value & _FORCE_BOLD:
             return True
         return 0 < size <= _FONT_NAME_SIZE and _bold_name(_FONT_NAME.value)
