@@ -801,14 +801,13 @@ def _paragraphs(lines: list[Line]) -> list[list[Line]]:
 def _usual_gap(lines: list[Line]) -> float:
     """The most common gap between a line and the next one below it, in line heights: the
     page's leading, which a paragraph break exceeds (0 when lines touch, as is usual)."""
-    gaps: Counter[float] = Counter()
+    gaps = []
     for previous, line in itertools.pairwise(lines):
         if previous.placed and line.placed and line.table < 0 and previous.table < 0:
-            height = min(previous.size, line.size)
-            gap = (previous.bottom - line.top) / height
+            gap = (previous.bottom - line.top) / min(previous.size, line.size)
             if 0 <= gap <= _MAX_LEADING:
-                gaps[round(gap, 1)] += 1
-    return gaps.most_common(1)[0][0] if gaps else 0.0
+                gaps.append(round(gap, 1))
+    return Counter(gaps).most_common(1)[0][0] if gaps else 0.0
 
 
 def _starts_paragraph(current: list[Line], line: Line, leading: float) -> bool:
