@@ -36,6 +36,9 @@ _ALEFS = "\u0622\u0623\u0625\u0627"
 _LAM = "\u0644"
 
 Box = tuple[float, float, float, float]  # x0, top, x1, bottom; top measured from the page top
+# an edge until the page is known to have enough of them: orientation ("h" or "v"), x0, x1,
+# top, bottom (top measured from the page top); pdfplumber's dicts are made only then
+Edge = tuple[str, float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +177,6 @@ def _ligatures_in_order(piece: list[Char]) -> str:
 
 
 # --- ruling lines -----------------------------------------------------------------------------
-
-# an edge until the page is known to have enough of them: orientation ("h" or "v"), x0, x1,
-# top, bottom (top measured from the page top); pdfplumber's dicts are made only then
-Edge = tuple[str, float, float, float, float]
 
 
 def _edges(page: pdfium.PdfPage, height: float) -> list[Edge]:
