@@ -40,7 +40,7 @@ from knowra_worker.metrics import Metrics
 from knowra_worker.parsers import registry
 from knowra_worker.settings import Settings
 from knowra_worker.store import Keys, TaskStore
-from knowra_worker.worker.celery_app import TASK_NAME, create_celery
+from knowra_worker.worker.celery_app import TASK_NAME, create_celery, warm_producer
 
 log = logging.getLogger(__name__)
 REGISTRATION_TTL_S = 30
@@ -213,7 +213,7 @@ class Instance:
         try:
             if self.settings.embedded_worker:
                 self.celery_worker = self._spawn_celery_worker()
-            self._warm_producer()
+            warm_producer(self.celery)
             self.register()
         except BaseException:
             self.stop()
@@ -307,23 +307,6 @@ class Instance:
             "last_seen": time.time(),
             "worker_alive": self.celery_worker_alive(),
         }
-
-    def _warm_producer(self) -> None:
-        """Make Celery import and connect what sending a message needs (kombu's transport,
-        the producer pool, the backend stub, the events dispatcher): done lazily on the
-        first message, it would hold the first tasks back by tens of milliseconds."""
-        import celery.events.dispatcher  # noqa: F401 - imported by the first send otherwise
-
-        app = self.celery
-        app.backend  # noqa: B018 - each property builds and caches its part
-        app.amqp.router  # noqa: B018
-        app.events  # noqa: B018
-        try:
-            with app.producer_or_acquire() as producer:
-                producer.connection.default_channel  # noqa: B018
-                app.amqp.create_task_message("warm-up", TASK_NAME, (), {})
-        except Exception as exc:  # the first real message connects again, and says why
-            log.warning("could not connect the task producer yet: %s", exc)
 
     def enqueue(self, task_id: str, priority: int = 5) -> None:
         """Send the message that makes some worker claim the task (duplicates are harmless)."""

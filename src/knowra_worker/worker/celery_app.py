@@ -7,9 +7,13 @@ Celery's result backend is unused: task state lives in the TaskStore.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 
 from knowra_worker.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 TASK_NAME = "knowra.parse_document"
 PART_TASK_NAME = "knowra.parse_part"
@@ -46,6 +50,25 @@ def create_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
     return app
+
+
+def warm_producer(app: Celery) -> None:
+    """Make Celery import and connect what sending a message needs (kombu's transport,
+    the producer pool, the backend stub, the events dispatcher): done lazily on the
+    first message, it would hold the first tasks back by tens of milliseconds. The API
+    process sends the tasks' messages, a pool process those of a split task's parts (a
+    forked process makes its own producer pool)."""
+    import celery.events.dispatcher  # noqa: F401 - imported by the first send otherwise
+
+    app.backend  # noqa: B018 - each property builds and caches its part
+    app.amqp.router  # noqa: B018
+    app.events  # noqa: B018
+    try:
+        with app.producer_or_acquire() as producer:
+            producer.connection.default_channel  # noqa: B018
+            app.amqp.create_task_message("warm-up", TASK_NAME, (), {})
+    except Exception as exc:  # the first real message connects again, and says why
+        log.warning("could not connect the task producer yet: %s", exc)
 
 
 app = create_celery(get_settings())

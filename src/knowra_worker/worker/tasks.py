@@ -25,7 +25,7 @@ from knowra_worker.pipeline import Outcome, TaskRunner
 from knowra_worker.procs import die_with_parent, pid_alive
 from knowra_worker.settings import get_settings
 from knowra_worker.store import Keys, TaskStore
-from knowra_worker.worker.celery_app import PART_TASK_NAME, TASK_NAME, app
+from knowra_worker.worker.celery_app import PART_TASK_NAME, TASK_NAME, app, warm_producer
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,15 @@ def _instance_gone() -> bool:
 @worker_process_init.connect
 def _init_pool_process(**_: object) -> None:
     """Warm up before the first task: the parsing libraries imported, the Redis connection
-    open; then say so (the instance reports ready once every pool process has)."""
+    and the producer of part messages open; then say so (the instance reports ready once
+    every pool process has)."""
     die_with_parent(signal.SIGKILL)
     runner.cache_clear()
     part_runner.cache_clear()
     run = runner()
     registry.preload()
     run.store.ping()
+    warm_producer(app)
     run.store.mark_pool_warm(instance_id(), os.getpid())
 
 
