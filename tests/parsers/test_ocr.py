@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +103,34 @@ def test_a_page_of_unmapped_glyphs_needs_ocr() -> None:
 def test_a_page_with_readable_text_or_a_table_does_not() -> None:
     assert _ocr.needs_ocr(page("Quarterly results", "\ue001 one odd glyph")) == ""
     assert _ocr.needs_ocr(_Page([], [(("Year", "Sales"), ("2024", "12"))])) == ""
+
+
+def test_replacement_characters_are_unreadable_though_printable() -> None:
+    assert _ocr.needs_ocr(page("ab \ufffd\ufffd\ufffd\ufffd")) == "has an unreadable text layer"
+    assert _ocr.needs_ocr(page("abcde \ufffd")) == ""
+
+
+def _reference(texts: list[str]) -> str:
+    """needs_ocr's rule, character by character."""
+    text = "".join(texts)
+    if not any(c.isalnum() for c in text):
+        return "has no text layer"
+    visible = [c for c in text if not c.isspace()]
+    bad = sum(c == "\ufffd" or unicodedata.category(c) in {"Co", "Cn", "Cs", "Cc"} for c in visible)
+    return "has an unreadable text layer" if len(visible) - bad < 0.5 * len(visible) else ""
+
+
+def test_the_rule_holds_on_random_pages() -> None:
+    """Readable letters and marks, spaces of every kind (tab, no-break, ideographic), format
+    characters, replacement, private-use, unassigned, surrogate and control code points."""
+    pool = list("aZ9é中ب ,.-\t\u00a0\u3000\u200b\u00ad") + [
+        "\ufffd", "\ue001", "\U000f0001", "\u0378", "\ud800", "\x07", "\x1c", "\x7f",
+    ]  # fmt: skip
+    rng = random.Random(9)
+    for _ in range(3000):
+        weights = [rng.random() ** 3 for _ in pool]
+        texts = ["".join(rng.choices(pool, weights, k=rng.randint(0, 12))) for _ in range(3)]
+        assert _ocr.needs_ocr(page(*texts)) == _reference(texts), texts
 
 
 def test_nothing_needs_ocr_when_it_is_off(ocr_config: None) -> None:
