@@ -1,7 +1,7 @@
 """Dependencies of the routes, as Annotated aliases.
 
 They never block, and are coroutines: FastAPI runs a plain function dependency in its thread
-pool, a thread hop per dependency per request (most of a small request's cost)."""
+pool, a thread hop per dependency per request (a quarter of a small request's cost)."""
 
 from __future__ import annotations
 
