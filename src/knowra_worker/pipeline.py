@@ -125,32 +125,76 @@ class _Stop(Exception):
 
 
 class _Lease:
-    """Renews the task's lease from a background thread while the task runs."""
+    """The lease of a task this process runs, renewed by the process's _Leases while the
+    task runs; `lost` once the store refused a renewal (another epoch holds the task)."""
 
     def __init__(self, runner: TaskRunner, task_id: str, epoch: int) -> None:
-        self._stop = threading.Event()
+        self.runner, self.task_id, self.epoch = runner, task_id, epoch
         self.lost = False
-        self._thread = threading.Thread(
-            target=self._loop, args=(runner, task_id, epoch), daemon=True, name="lease"
-        )
+        self.due = time.monotonic() + runner.settings.heartbeat_interval_s  # next renewal
 
     def __enter__(self) -> _Lease:
-        self._thread.start()
+        self.runner.leases.hold(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.runner.leases.release(self)
 
-    def _loop(self, runner: TaskRunner, task_id: str, epoch: int) -> None:
-        store, instance_id = runner.store, runner.instance_id
-        while not self._stop.wait(runner.settings.heartbeat_interval_s):
-            try:
-                if not store.renew_lease(task_id, epoch, instance_id, runner.lease_ms):
-                    self.lost = True
-                    return
-            except TransientError:
-                log.warning("task %s: lease renewal failed; will try again", task_id)
+    def renew(self) -> None:
+        runner = self.runner
+        try:
+            if not runner.store.renew_lease(
+                self.task_id, self.epoch, runner.instance_id, runner.lease_ms
+            ):
+                self.lost = True  # never renewed again: the task is another epoch's
+                return
+        except Exception as exc:  # the store is out of reach: the next renewal tries again
+            log.warning("task %s: lease renewal failed (%s); will try again", self.task_id, exc)
+        self.due = time.monotonic() + runner.settings.heartbeat_interval_s
+
+
+class _Leases:
+    """Renews the leases of the tasks a process runs, each every heartbeat interval, from
+    one background thread: started with a lease, it ends once no lease has been held for
+    _IDLE_S (a thread per task cost every task a thread's start and join). A renewal holds
+    the lock, so none is sent for a lease after its release returns (RENEW would set the
+    lease key of a task that has ended)."""
+
+    _IDLE_S = 30.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held: set[_Lease] = set()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, lease: _Lease) -> None:
+        with self._cond:
+            self._held.add(lease)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="leases")
+                self._thread.start()
+            self._cond.notify()
+
+    def release(self, lease: _Lease) -> None:
+        with self._cond:
+            self._held.discard(lease)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                live = [lease for lease in self._held if not lease.lost]
+                if not live:
+                    if not self._cond.wait(self._IDLE_S) and not self._held:
+                        self._thread = None  # the next lease starts another
+                        return
+                    continue
+                wait = min(lease.due for lease in live) - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                for lease in live:
+                    if lease.due <= time.monotonic():
+                        lease.renew()
 
 
 def _never() -> bool:
@@ -178,6 +222,7 @@ class TaskRunner:
         self.instance_id = instance_id
         self.should_yield = should_yield
         self.lease_ms = int(settings.lease_ttl_s * 1000)
+        self.leases = _Leases()
         self.callback_url: str | None = None  # of the task run last, if it is to be told
 
     def run(self, task_id: str) -> Outcome:
