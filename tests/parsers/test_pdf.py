@@ -386,3 +386,17 @@ def test_bold_headings_take_their_section_depth_and_partly_ruled_tables_lose_not
     pdf.close()
     ours = " ".join(b.text for b in page.blocks)
     assert sorted(re.sub(r"[\W_]+", "", ours)) == sorted(re.sub(r"[\W_]+", "", raw))
+
+
+def test_line_spans_end_lines_at_crlf_and_at_a_lone_cr_or_lf() -> None:
+    """The CRLF fast path and the general one agree with a split at every line break."""
+    import random
+    import re
+
+    from knowra_worker.parsers.pdf import _line_spans
+
+    rng = random.Random(5)
+    for _ in range(2000):
+        text = "".join(rng.choice(["a", "bc", " ", "\r\n", "\r\n", "\r", "\n"]) for _ in range(12))
+        spans = _line_spans(text)
+        assert [text[start:end] for start, end in spans] == re.split(r"\r\n|\r|\n", text), text

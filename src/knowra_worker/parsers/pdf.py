@@ -374,11 +374,11 @@ def _bookmarks(
     seen = set() if seen is None else seen
     bookmark = pdfium_c.FPDFBookmark_GetFirstChild(handle, parent)
     while bookmark:
-        address = ctypes.cast(bookmark, ctypes.c_void_p).value or 0
-        if address in seen:
+        at = address(bookmark)
+        if at in seen:
             log.debug("a bookmark cycle in the outline was cut")
             break
-        seen.add(address)
+        seen.add(at)
         yield bookmark, depth
         if depth < _OUTLINE_MAX_DEPTH - 1:
             yield from _bookmarks(handle, bookmark, depth + 1, seen)
@@ -566,8 +566,9 @@ def _line_spans(text: str) -> list[tuple[int, int]]:
     a lone CR or LF ends one too)."""
     lines = text.split("\r\n")
     if any("\r" in line or "\n" in line for line in lines):
-        starts = [0, *(match.end() for match in _LINE_BREAK.finditer(text))]
-        ends = [match.start() for match in _LINE_BREAK.finditer(text)] + [len(text)]
+        breaks = list(_LINE_BREAK.finditer(text))
+        starts = [0, *(match.end() for match in breaks)]
+        ends = [*(match.start() for match in breaks), len(text)]
         return list(zip(starts, ends, strict=True))
     spans, start = [], 0
     for line in lines:
